@@ -1,0 +1,130 @@
+"""The ``talk`` command.
+
+``talk fit|validate|test|predict`` are LightningCLI subcommands (every constructor argument of the configured
+model and data is an option; see ``talk fit --help``). ``talk data ...`` and ``talk animate`` are plain commands
+in the same entry point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+from talk.errors import TalkError
+
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+USAGE = """usage: talk <command> [options]
+
+commands:
+  fit        train a model:                talk fit -c experiments/synthetic/faceformer.yaml
+  validate   run the validation loop:      talk validate -c CONFIG --ckpt_path CKPT
+  test       evaluate and write metrics:   talk test -c CONFIG --ckpt_path CKPT
+  predict    run prediction:               talk predict -c CONFIG --ckpt_path CKPT
+  data       datasets:                     talk data synth --out data/synthetic
+  animate    wav -> mp4 of a talking face: talk animate --audio in.wav --checkpoint CKPT --output out.mp4
+
+Run `talk <command> --help` for the options of each command.
+"""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types whose message is meant for the user (printed as one line, no traceback)."""
+    errors: list[type[BaseException]] = [TalkError, FileNotFoundError]
+    try:
+        from audio.io import AudioError
+
+        errors.append(AudioError)
+    except ImportError:  # pragma: no cover - audio is part of the distribution
+        pass
+    return tuple(errors)
+
+
+def _data_command(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="talk data", description="Create or convert datasets.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    synth = sub.add_parser(
+        "synth",
+        help="write the synthetic talking-face dataset (VOCASET processed layout)",
+        description="Write the synthetic talking-face dataset in the VOCASET processed layout: wav/, "
+        "vertices_npy/ (60 fps), templates.pkl, plus face_model.pkl (FLAME format) and FLAME_masks.pkl.",
+    )
+    synth.add_argument("--out", required=True, help="output directory")
+    synth.add_argument("--speakers", type=int, default=10, help="number of speakers (default 10)")
+    synth.add_argument("--sentences", type=int, default=20, help="sentences per speaker (default 20)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
+    args = parser.parse_args(argv)
+    if args.command == "synth":
+        from talk.data.synthetic import synthesize_dataset
+
+        if args.speakers < 1 or args.sentences < 1:
+            raise TalkError("--speakers and --sentences must be at least 1.")
+        summary = synthesize_dataset(
+            args.out, speakers=args.speakers, sentences=args.sentences, seed=args.seed, workers=args.workers
+        )
+        print(
+            f"wrote {summary.n_sequences} sequences ({summary.total_seconds:.0f} s of speech) from "
+            f"{len(summary.subjects)} speakers to {summary.out_dir} in {summary.elapsed_seconds:.1f} s"
+        )
+
+
+def _animate_command(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="talk animate", description="Animate a face from speech and write an mp4 with the audio."
+    )
+    parser.add_argument("--audio", required=True, help="input speech (wav, flac, ogg, mp3; any rate, any channels)")
+    parser.add_argument("--checkpoint", required=True, help="checkpoint written by `talk fit`")
+    parser.add_argument("--output", required=True, help="output .mp4")
+    parser.add_argument("--subject", default=None, help="subject (template and style); default: first training subject")
+    parser.add_argument("--size", type=int, default=512, help="frame width and height in pixels (default 512)")
+    parser.add_argument("--view", default="front", choices=["front", "three_quarter"], help="camera view")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    args = parser.parse_args(argv)
+    from talk.animate import animate
+
+    result = animate(
+        audio=args.audio,
+        checkpoint=args.checkpoint,
+        output=args.output,
+        subject=args.subject,
+        size=args.size,
+        view=args.view,
+        device=args.device,
+    )
+    print(f"wrote {result.path} ({result.frames} frames at {result.fps:g} fps, {result.seconds:.2f} s, {result.elapsed:.1f} s to make)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``talk`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    command, rest = argv[0], argv[1:]
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    try:
+        if command in LIGHTNING_SUBCOMMANDS:
+            from talk.cli.lightning_cli import run_lightning_cli
+
+            run_lightning_cli([command, *rest])
+        elif command == "data":
+            _data_command(rest)
+        elif command == "animate":
+            _animate_command(rest)
+        else:
+            print(f"talk: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
+            sys.exit(2)
+    except _user_errors() as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"talk {command}: error: {message}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print(f"talk {command}: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Vertex metrics with the published definitions (DESIGN.md §6), each named by its variant.
+
+With prediction ``P`` and ground truth ``G`` of shape ``[T, V, 3]`` (metres) and template ``X`` ``[V, 3]``:
+
+- ``lve`` (CodeTalker ``cal_metric.py``): per frame, the max over lip vertices of the squared L2 error; mean over
+  all frames pooled across the test set. Unit m^2 (papers print it x1e-5).
+- ``lve_mm`` (ARTalk): square root of the pooled mean of that per-frame max, in millimetres.
+- ``fdd`` (signed): per sequence ``S = mean_v std_t(||x_tv - X_v||^2)`` over upper-face vertices (ddof 0);
+  ``FDD_seq = S_G - S_P``; mean over sequences. Unit m^2 (papers print it x1e-7). ``abs_fdd``: mean of |FDD_seq|.
+- ``mve``: mean over sequences of the mean over frames and vertices of the (unsquared) L2 error, in metres.
+
+When prediction and ground truth differ in length, both are cut to the shorter one, as CodeTalker does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+def lip_max_sq_error(pred: Tensor, gt: Tensor, lip_ids: Tensor) -> Tensor:
+    """Per-frame max over lip vertices of the squared L2 error: ``[T]``."""
+    diff = (pred[:, lip_ids] - gt[:, lip_ids]).pow(2).sum(dim=-1)
+    return diff.max(dim=1).values
+
+
+def upper_face_dynamics(motion: Tensor, template: Tensor, upper_ids: Tensor) -> Tensor:
+    """``S``: mean over upper-face vertices of the std over time (ddof 0) of the squared displacement."""
+    disp = (motion[:, upper_ids] - template[upper_ids]).pow(2).sum(dim=-1)  # [T, Vu]
+    return disp.std(dim=0, unbiased=False).mean()
+
+
+def mean_vertex_error(pred: Tensor, gt: Tensor) -> Tensor:
+    """Mean over frames and vertices of the L2 error."""
+    return (pred - gt).norm(dim=-1).mean()
+
+
+@dataclass
+class SequenceMetrics:
+    """Per-sequence values kept for the per-sequence CSV and for pooling."""
+
+    name: str
+    frames: int
+    lve: float  # mean over this sequence's frames of the per-frame max lip squared error (m^2)
+    fdd: float  # S_G - S_P (m^2)
+    mve: float  # metres
+
+
+@dataclass
+class VertexMetrics:
+    """Accumulates the metrics over a test set.
+
+    Args:
+        lip_ids: Lip vertex ids.
+        upper_ids: Upper-face vertex ids.
+    """
+
+    lip_ids: Tensor
+    upper_ids: Tensor
+    sequences: list[SequenceMetrics] = field(default_factory=list)
+    _lip_sum: float = 0.0
+    _frames: int = 0
+
+    def update(self, name: str, pred: Tensor, gt: Tensor, template: Tensor) -> SequenceMetrics:
+        """Adds one sequence; ``pred``/``gt`` ``[T, V, 3]``, ``template`` ``[V, 3]``."""
+        t = min(pred.shape[0], gt.shape[0])
+        pred, gt = pred[:t].double(), gt[:t].double()
+        template = template.double()
+        lip = lip_max_sq_error(pred, gt, self.lip_ids)
+        fdd = upper_face_dynamics(gt, template, self.upper_ids) - upper_face_dynamics(pred, template, self.upper_ids)
+        seq = SequenceMetrics(name, t, float(lip.mean()), float(fdd), float(mean_vertex_error(pred, gt)))
+        self._lip_sum += float(lip.sum())
+        self._frames += t
+        self.sequences.append(seq)
+        return seq
+
+    def compute(self) -> dict[str, float]:
+        """Pooled metrics in SI units (see module docstring)."""
+        if not self.sequences:
+            raise ValueError("no sequences were evaluated.")
+        lve = self._lip_sum / self._frames
+        n = len(self.sequences)
+        return {
+            "lve": lve,
+            "lve_mm": math.sqrt(lve) * 1000.0,
+            "fdd": sum(s.fdd for s in self.sequences) / n,
+            "abs_fdd": sum(abs(s.fdd) for s in self.sequences) / n,
+            "mve": sum(s.mve for s in self.sequences) / n,
+            "sequences": n,
+            "frames": self._frames,
+        }
+
+
+# How the report prints each metric: (label, scale, format).
+DISPLAY = {
+    "lve": ("LVE (x1e-5 m^2)", 1e5, "{:.4f}"),
+    "lve_mm": ("LVE-mm", 1.0, "{:.3f}"),
+    "fdd": ("FDD (x1e-7 m^2)", 1e7, "{:+.4f}"),
+    "abs_fdd": ("ABS-FDD (x1e-7 m^2)", 1e7, "{:.4f}"),
+    "mve": ("MVE (mm)", 1e3, "{:.3f}"),
+}

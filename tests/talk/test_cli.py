@@ -1,0 +1,144 @@
+"""The `talk` CLI end to end on tiny data: fit (fast_dev_run on every config), test, animate, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = sorted((ROOT / "experiments").rglob("*.yaml"))
+ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONWARNINGS": "ignore"}
+
+
+def talk(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "talk.cli.main", *args], cwd=cwd, env=ENV, capture_output=True, text=True
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"talk {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory) -> Path:
+    """A small synthetic dataset with the configs' subject names (10 speakers x 2 sentences)."""
+    from talk.data.synthetic import synthesize_dataset
+
+    root = tmp_path_factory.mktemp("synthetic")
+    synthesize_dataset(root, speakers=10, sentences=2, seed=0, workers=1, progress=False)
+    return root
+
+
+def small_overrides(root: Path, run: Path) -> list[str]:
+    return [
+        f"--data.init_args.root={root}",
+        "--data.init_args.train_sentences=[1,2]",
+        "--data.init_args.val_sentences=[1,1]",
+        "--data.init_args.test_sentences=[1,1]",
+        f"--trainer.default_root_dir={run}",
+    ]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[str(c.relative_to(ROOT)) for c in CONFIGS])
+def test_fast_dev_run_every_config(config, synth_root, tmp_path):
+    talk("fit", "-c", str(config), "--trainer.fast_dev_run=true", *small_overrides(synth_root, tmp_path), cwd=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def trained(synth_root, tmp_path_factory):
+    """Two real epochs of the synthetic baseline, then `talk test`."""
+    run = tmp_path_factory.mktemp("run")
+    config = ROOT / "experiments" / "synthetic" / "faceformer.yaml"
+    talk("fit", "-c", str(config), *small_overrides(synth_root, run), "--trainer.max_epochs=2",
+         "--trainer.logger=false", cwd=run)  # fmt: skip
+    return run, config
+
+
+def ckpt_dir(run: Path) -> Path:
+    # the config's ModelCheckpoint dirpath is relative to the working directory
+    return run / "outputs" / "synthetic" / "faceformer" / "checkpoints"
+
+
+def test_fit_writes_checkpoints_and_test_writes_metrics(trained, synth_root):
+    run, config = trained
+    ckpts = sorted(p.name for p in ckpt_dir(run).glob("*.ckpt"))
+    assert "last.ckpt" in ckpts
+    out = talk("test", "-c", str(config), *small_overrides(synth_root, run), "--trainer.logger=false",
+               f"--ckpt_path={ckpt_dir(run) / 'last.ckpt'}", cwd=run)  # fmt: skip
+    report = json.loads((run / "metrics.json").read_text())
+    assert set(report["metrics"]) == {"model", "static_template"}
+    for method in report["metrics"].values():
+        assert {"lve", "lve_mm", "fdd", "abs_fdd", "mve"} <= set(method)
+        assert method["sequences"] == 2
+    assert report["regions"]["lips"] == "lips" and len(report["regions"]["sha256"]) == 64
+    assert "metrics.json" in out.stdout and "static_template" in out.stdout
+    assert (run / "metrics_per_sequence.csv").read_text().count("\n") == 5
+
+
+def test_resume_from_last_checkpoint(trained, synth_root):
+    run, config = trained
+    last = ckpt_dir(run) / "last.ckpt"
+    talk("fit", "-c", str(config), *small_overrides(synth_root, run), "--trainer.max_epochs=3",
+         "--trainer.logger=false", f"--ckpt_path={last}", cwd=run)  # fmt: skip
+    import torch
+
+    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 2
+
+
+def test_animate_writes_mp4_with_synced_h264_and_aac(trained, synth_root, tmp_path):
+    from render import probe_video
+
+    run, _ = trained
+    wav = synth_root / "wav" / "SYN_09_F_sentence01.wav"
+    out = tmp_path / "out.mp4"
+    talk("animate", "--audio", str(wav), "--checkpoint", str(ckpt_dir(run) / "last.ckpt"),
+         "--output", str(out), "--size", "96", "--subject", "SYN_09_F", cwd=tmp_path)  # fmt: skip
+    info = probe_video(out)
+    duration = sf.info(str(wav)).duration
+    assert info.video_codec == "h264" and info.audio_codec == "aac"
+    assert info.fps == pytest.approx(30.0)
+    assert abs(info.n_frames / 30.0 - duration) <= 1 / 30
+    assert abs(info.audio_duration - duration) <= 1 / 30
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "not_audio", "nan"])
+def test_animate_bad_audio_is_one_clear_line(kind, trained, tmp_path):
+    run, _ = trained
+    wav = tmp_path / "in.wav"
+    if kind == "empty":
+        sf.write(wav, np.zeros(0, np.float32), 16000)
+    elif kind == "not_audio":
+        wav.write_text("this is not audio\n" * 50)
+    elif kind == "nan":
+        sf.write(wav, np.full(16000, np.nan, np.float32), 16000, subtype="FLOAT")
+    proc = talk("animate", "--audio", str(wav), "--checkpoint", str(ckpt_dir(run) / "last.ckpt"),
+                "--output", str(tmp_path / "o.mp4"), cwd=tmp_path, check=False)  # fmt: skip
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert str(wav.name) in lines[0]
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_animate_missing_checkpoint_is_one_clear_line(tmp_path):
+    wav = tmp_path / "in.wav"
+    sf.write(wav, np.zeros(16000, np.float32), 16000)
+    proc = talk("animate", "--audio", str(wav), "--checkpoint", str(tmp_path / "none.ckpt"),
+                "--output", str(tmp_path / "o.mp4"), cwd=tmp_path, check=False)  # fmt: skip
+    assert proc.returncode != 0 and "none.ckpt not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_help_lists_commands():
+    out = talk("--help", cwd=ROOT).stdout
+    for command in ("fit", "test", "data", "animate"):
+        assert command in out
+    fit_help = talk("fit", "--help", cwd=ROOT).stdout
+    assert "--trainer" in fit_help and "--model" in fit_help
