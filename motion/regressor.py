@@ -96,14 +96,17 @@ class DecoderLayer(nn.Module):
 class FaceFormerRegressor(nn.Module):
     """Audio features aligned to motion frames -> continuous motion, FaceFormer-style.
 
+    The first three arguments come from the data and the audio encoder; a LightningModule receives this class as
+    a factory (``Callable[[int, int, int], FaceFormerRegressor]``) and supplies them, so YAML sets only the rest.
+
     Args:
-        audio_dim: Size of the incoming audio features (the encoder's output_dim).
         motion_dim: Size of one motion frame, e.g. ``V * 3`` vertex offsets.
+        num_styles: Number of speaking styles (training speakers) in the one-hot style embedding.
+        audio_dim: Size of the incoming audio features (the encoder's output_dim).
         d_model: Transformer width.
         num_layers: Number of decoder layers.
         num_heads: Attention heads.
         ff_dim: Feed-forward hidden size.
-        num_styles: Number of speaking styles (training speakers) in the one-hot style embedding.
         dropout: Dropout inside the decoder.
         period: Period in frames of the positional encoding and of the attention distance bias.
         lookback: Audio frames before t that frame t may attend.
@@ -112,13 +115,13 @@ class FaceFormerRegressor(nn.Module):
 
     def __init__(
         self,
-        audio_dim: int = 128,
-        motion_dim: int = 15069,
+        motion_dim: int,
+        num_styles: int,
+        audio_dim: int,
         d_model: int = 128,
         num_layers: int = 2,
         num_heads: int = 4,
         ff_dim: int = 256,
-        num_styles: int = 8,
         dropout: float = 0.1,
         period: int = 30,
         lookback: int = 6,

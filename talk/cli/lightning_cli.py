@@ -18,19 +18,14 @@ from talk.report import print_metrics_table
 class TalkCLI(LightningCLI):
     """LightningCLI whose model and data are chosen by ``class_path`` in YAML.
 
-    Values that must agree are linked, so they are set in one place: the data's vertex count and training
-    subjects size the generator, the audio encoder's output size feeds the generator, and the data's fps and the
-    encoder's sample rate reach the other side.
+    Values that must agree are linked, so they are set in one place: every talk model takes ``motion_dim``,
+    ``num_styles`` and ``fps`` from the data and builds its submodules (given in YAML as factories: a
+    ``class_path`` plus the remaining ``init_args``) from them.
     """
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("data.motion_dim", "model.init_args.generator.init_args.motion_dim", apply_on="instantiate")
-        parser.link_arguments("data.num_styles", "model.init_args.generator.init_args.num_styles", apply_on="instantiate")
-        parser.link_arguments("data.fps", "model.init_args.fps", apply_on="instantiate")
-        parser.link_arguments(
-            "model.init_args.audio_encoder.init_args.output_dim", "model.init_args.generator.init_args.audio_dim"
-        )
-        parser.link_arguments("model.init_args.audio_encoder.init_args.sample_rate", "data.init_args.sample_rate")
+        for name in ("motion_dim", "num_styles", "fps"):
+            parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
 
     def instantiate_trainer(self, **kwargs: Any):  # noqa: ANN201 - Trainer
         trainer = super().instantiate_trainer(**kwargs)

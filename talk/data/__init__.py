@@ -1,6 +1,26 @@
-"""Datasets and DataModules."""
+"""Datasets and DataModules.
 
-from talk.data.batch import Batch, Sample, collate
-from talk.data.vocaset import VocasetDataModule
+Imports are lazy so that light users (the synthetic-data writer and its worker processes) do not pay for
+importing Lightning.
+"""
 
-__all__ = ["Batch", "Sample", "VocasetDataModule", "collate"]
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {
+    "Batch": "talk.data.batch",
+    "Sample": "talk.data.batch",
+    "collate": "talk.data.batch",
+    "VocasetDataModule": "talk.data.vocaset",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'talk.data' has no attribute {name!r}")

@@ -27,13 +27,22 @@ from talk.metrics import VertexMetrics
 class TalkModule(L.LightningModule):
     """Base class; see the module docstring.
 
+    Every subclass takes ``motion_dim``, ``num_styles`` and ``fps``, which ``talk fit`` links from the data, and
+    builds its submodules from them.
+
     Args:
+        motion_dim: Size of one motion frame (``V * 3`` for vertex offsets).
+        num_styles: Number of training speakers (style conditions).
         fps: Motion frame rate.
         test_condition: Training subject whose style drives unseen subjects; None averages all training styles.
     """
 
-    def __init__(self, fps: float = 30.0, test_condition: str | None = None) -> None:
+    def __init__(
+        self, motion_dim: int, num_styles: int, fps: float = 30.0, test_condition: str | None = None
+    ) -> None:
         super().__init__()
+        self.motion_dim = motion_dim
+        self.num_styles = num_styles
         self.fps = fps
         self.test_condition = test_condition
         self.assets: dict[str, Any] = {}
@@ -59,6 +68,12 @@ class TalkModule(L.LightningModule):
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if dm is None or not hasattr(dm, "templates"):
             return
+        encoder = getattr(self, "audio_encoder", None)
+        if encoder is not None and int(encoder.sample_rate) != int(dm.sample_rate):
+            raise CheckpointError(
+                f"the audio encoder expects {encoder.sample_rate} Hz but data.sample_rate is {dm.sample_rate}; "
+                "set them to the same value."
+            )
         faces = dm.faces()
         # Tensors and plain Python only: checkpoints must load with torch.load(weights_only=True).
         assets = {
@@ -94,7 +109,7 @@ class TalkModule(L.LightningModule):
     def style_weights(self, subject: str | None) -> Tensor:
         """``[S]`` style weights for a subject: one-hot for training subjects, else the test condition."""
         subjects = self.train_subjects
-        n = self.generator.num_styles
+        n = self.num_styles
         if subject in subjects:
             return torch.nn.functional.one_hot(torch.tensor(subjects.index(subject)), n).float()
         if self.test_condition is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
@@ -18,7 +20,11 @@ class RegressionModule(TalkModule):
 
     Args:
         audio_encoder: Waveform encoder (``audio.MelEncoder``, ``audio.HFSpeechEncoder``, ...).
-        generator: The regressor over aligned features; its ``motion_dim`` must be ``V * 3``.
+        generator: Factory of the regressor over aligned features, called as
+            ``generator(motion_dim, num_styles, audio_encoder.output_dim)``; in YAML give its ``class_path`` and
+            the remaining ``init_args``.
+        motion_dim: Size of one motion frame, ``V * 3`` (linked from the data).
+        num_styles: Number of training speakers (linked from the data).
         optimizer: Optimizer factory.
         scheduler: Optional learning-rate scheduler factory (stepped per epoch).
         offset_scale: Metres per unit of the generator's output; losses are computed in these units, so they are
@@ -32,7 +38,9 @@ class RegressionModule(TalkModule):
     def __init__(
         self,
         audio_encoder: AudioEncoder,
-        generator: FaceFormerRegressor,
+        generator: Callable[[int, int, int], FaceFormerRegressor],
+        motion_dim: int = 15069,
+        num_styles: int = 8,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         scheduler: LRSchedulerCallable | None = None,
         offset_scale: float = 0.01,
@@ -40,10 +48,10 @@ class RegressionModule(TalkModule):
         fps: float = 30.0,
         test_condition: str | None = None,
     ) -> None:
-        super().__init__(fps=fps, test_condition=test_condition)
+        super().__init__(motion_dim=motion_dim, num_styles=num_styles, fps=fps, test_condition=test_condition)
         self.save_config(["audio_encoder", "generator", "optimizer", "scheduler"])
         self.audio_encoder = audio_encoder
-        self.generator = generator
+        self.generator = generator(motion_dim, num_styles, audio_encoder.output_dim)
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.offset_scale = offset_scale

@@ -14,7 +14,7 @@ def make(**kw):
 
 
 def test_shapes_and_zero_init_starts_at_template():
-    model = FaceFormerRegressor(audio_dim=8, motion_dim=6, d_model=16, num_heads=2, num_styles=3)
+    model = FaceFormerRegressor(6, 3, 8, d_model=16, num_heads=2)
     out = model(torch.randn(2, 11, 8), torch.tensor([0, 2]))
     assert out.shape == (2, 11, 6)
     assert out.abs().max() == 0
