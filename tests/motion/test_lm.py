@@ -1,0 +1,246 @@
+import pytest
+import torch
+
+import motion.kv_cache as kv_cache
+from motion.lm import MotionLM, MotionLMInputError
+from motion.sampling import SamplingConfigError
+
+K, C, DA = 3, 11, 6
+
+
+def make(pattern="delay", **kw):
+    torch.manual_seed(0)
+    args = dict(num_codebooks=K, codebook_size=C, audio_dim=DA, d_model=32, num_layers=2, num_heads=2,
+                ff_dim=64, pattern=pattern, num_styles=3, lookahead=2, max_context=64, dropout=0.1)  # fmt: skip
+    args.update(kw)
+    model = MotionLM(**args).eval()
+    # Larger random conditioning vectors than the init so that audio, style and CFG visibly move the logits.
+    with torch.no_grad():
+        for p in (model.null_cond, model.audio_pad, model.bos):
+            p.normal_(std=1.0)
+        model.style_emb.weight.normal_(std=1.0)
+    return model
+
+
+def data(b=2, tq=13, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, tq, DA, generator=g), torch.randint(0, C, (b, K, tq), generator=g)
+
+
+STYLE = torch.tensor([0, 2])
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from intra-op threads, and barriers stall when the cores are shared."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("pattern", ["delay", "parallel"])
+@pytest.mark.parametrize("max_context", [64, 5])  # 5 < S: the ring buffer wraps, forward uses the window mask
+def test_kv_cache_decoding_equals_full_forward(pattern, max_context):
+    model = make(pattern, max_context=max_context)
+    audio, codes = data()
+    full = model(codes, audio, STYLE)
+    cached = model.forward_cached(codes, audio, STYLE)
+    assert full.logits.shape == (2, K, model.pattern.num_steps(13), C)
+    assert full.mask.shape == (K, model.pattern.num_steps(13))
+    torch.testing.assert_close(cached.logits, full.logits, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("pattern", ["delay", "parallel"])
+def test_greedy_generation_is_the_argmax_of_the_teacher_forced_model(pattern):
+    model = make(pattern)
+    audio, _ = data(tq=17)
+    codes = model.generate(audio, STYLE, greedy=True)
+    assert codes.shape == (2, K, 17) and codes.dtype == torch.long
+    out = model(codes, audio, STYLE)  # cfg_scale=1: the conditional model alone
+    sequence = model.pattern.build(codes).sequence
+    assert torch.equal(out.logits.argmax(-1)[:, out.mask], sequence[:, out.mask])
+
+
+@pytest.mark.parametrize("pattern", ["delay", "parallel"])
+@pytest.mark.parametrize("chunk", [1, 3, 7])
+def test_stream_equals_generate_greedy(pattern, chunk):
+    model = make(pattern)
+    audio, _ = data(tq=20)
+    offline = model.generate(audio, STYLE, greedy=True)
+    pieces = list(model.stream(audio.split(chunk, dim=1), STYLE, greedy=True))
+    assert all(p.shape[:2] == (2, K) and p.shape[2] >= 1 for p in pieces)
+    assert torch.equal(torch.cat(pieces, dim=-1), offline)
+
+
+def test_stream_equals_generate_when_sampling_with_cfg_and_a_seed():
+    model = make("delay")
+    audio, _ = data(tq=15)
+    kw = dict(temperature=0.9, top_k=5, top_p=0.9, cfg_scale=2.0)
+    offline = model.generate(audio, STYLE, generator=torch.Generator().manual_seed(3), **kw)
+    chunks = [audio[:, :4], audio[:, 4:4], audio[:, 4:11], audio[:, 11:]]  # includes an empty chunk
+    online = model.stream(chunks, STYLE, generator=torch.Generator().manual_seed(3), **kw)
+    assert torch.equal(torch.cat(list(online), dim=-1), offline)
+
+
+@pytest.mark.parametrize("pattern,lookahead", [("delay", 2), ("delay", 0), ("delay", 4), ("parallel", 1)])
+def test_stream_yields_each_frame_as_soon_as_its_audio_allows(pattern, lookahead):
+    model = make(pattern, lookahead=lookahead)
+    audio, _ = data(b=2, tq=12)
+    latency = max(lookahead, model.pattern.max_delay - 1)
+    yielded = []
+
+    def chunks():
+        for i in range(12):
+            # Frames yielded before frame i arrives: all those whose audio (and successors) is in.
+            assert sum(yielded) == max(0, i - latency), (i, sum(yielded))
+            yield audio[:, i : i + 1]
+
+    for piece in model.stream(chunks(), STYLE, greedy=True):
+        yielded.append(piece.shape[-1])
+    assert sum(yielded) == 12
+
+
+@pytest.mark.parametrize("pattern", ["delay", "parallel"])
+def test_audio_impulse_never_reaches_frames_before_t_minus_lookahead(pattern):
+    model = make(pattern, lookahead=2)
+    audio, codes = data(tq=16)
+    t = 10
+    poked = audio.clone()
+    poked[:, t] += 5.0
+    base, out = model(codes, audio, STYLE).logits, model(codes, poked, STYLE).logits
+    changed = torch.zeros(K, 16, dtype=torch.bool)  # [codebook, frame]
+    for k in range(K):
+        for q in range(16):
+            s = model.pattern.step_of(q, k)
+            changed[k, q] = not torch.equal(base[:, k, s], out[:, k, s])
+    assert not changed[:, : t - 2].any()
+    assert changed[:, t - 2].any()  # the look-ahead is really used: frame t - lookahead hears frame t
+    # Greedy generation agrees: codes of frames before t - lookahead are the same.
+    a, b = model.generate(audio, STYLE, greedy=True), model.generate(poked, STYLE, greedy=True)
+    assert torch.equal(a[..., : t - 2], b[..., : t - 2])
+
+
+def test_codes_in_range_and_reproducible_sampling():
+    model = make("delay")
+    audio, _ = data(tq=25)
+
+    def draw(seed, **kw):
+        return model.generate(audio, STYLE, generator=torch.Generator().manual_seed(seed), **kw)
+
+    a = draw(7, temperature=1.3)
+    assert a.shape == (2, K, 25) and int(a.min()) >= 0 and int(a.max()) < C
+    assert torch.equal(a, draw(7, temperature=1.3))
+    assert not torch.equal(a, draw(8, temperature=1.3))
+    assert model.generate(audio, STYLE, num_frames=9, greedy=True).shape == (2, K, 9)
+    assert model.generate(audio, STYLE, num_frames=0).shape == (2, K, 0)
+
+
+def test_top_k_1_and_tiny_top_p_equal_greedy():
+    model = make("delay")
+    audio, _ = data(tq=14)
+    greedy = model.generate(audio, STYLE, greedy=True)
+    assert torch.equal(model.generate(audio, STYLE, top_k=1, temperature=1.5), greedy)
+    assert torch.equal(model.generate(audio, STYLE, top_p=1e-6, temperature=1.5), greedy)
+    assert torch.equal(model.generate(audio, STYLE, temperature=0.0), greedy)
+
+
+def test_cfg_combines_conditional_and_null_branches():
+    model = make("delay")
+    audio, _ = data(tq=14)
+    cond_only = model.generate(audio, STYLE, greedy=True)
+    assert torch.equal(model.generate(audio, STYLE, greedy=True, cfg_scale=1.0), cond_only)
+    scale = 2.5
+    codes = model.generate(audio, STYLE, greedy=True, cfg_scale=scale)
+    assert not torch.equal(codes, cond_only)
+    c = model(codes, audio, STYLE, drop_condition=torch.tensor([False, False]))
+    u = model(codes, audio, STYLE, drop_condition=torch.tensor([True, True]))
+    guided = (u.logits + scale * (c.logits - u.logits)).argmax(-1)
+    sequence = model.pattern.build(codes).sequence
+    assert torch.equal(guided[:, c.mask], sequence[:, c.mask])
+
+
+def test_sliding_window_keeps_attention_and_memory_flat(monkeypatch):
+    model = make("delay", max_context=16)
+    audio, _ = data(b=1, tq=150)
+    seen = []
+    real = kv_cache.F.scaled_dot_product_attention
+
+    def spy(q, k, v, *args, **kw):
+        seen.append((k.shape[2], k.untyped_storage().data_ptr()))
+        return real(q, k, v, *args, **kw)
+
+    monkeypatch.setattr(kv_cache.F, "scaled_dot_product_attention", spy)
+    codes = model.generate(audio, STYLE[:1], temperature=0.8, generator=torch.Generator().manual_seed(0))
+    steps = model.pattern.num_steps(150)
+    layers = len(model.blocks)
+    assert codes.shape == (1, K, 150) and int(codes.max()) < C
+    assert len(seen) == steps * layers
+    # Keys attended at step s: min(s + 1, window); the cache storage is the same buffer at every step.
+    assert [n for n, _ in seen[::layers]] == [min(s + 1, 16) for s in range(steps)]
+    assert len({ptr for _, ptr in seen}) == 1  # one preallocated buffer for all layers
+
+
+def test_padding_mask_matches_the_unpadded_sequence():
+    model = make("delay")
+    audio, codes = data(b=1, tq=9)
+    alone = model(codes, audio, STYLE[:1])
+    pad_audio = torch.cat([audio, torch.randn(1, 4, DA)], dim=1)
+    pad_codes = torch.cat([codes, torch.full((1, K, 4), -1)], dim=-1)  # garbage on padded frames is fine
+    mask = torch.arange(13)[None] < 9
+    out = model(pad_codes, pad_audio, STYLE[:1], mask)
+    s = model.pattern.num_steps(9)
+    torch.testing.assert_close(out.logits[..., :s, :], alone.logits, atol=1e-5, rtol=1e-5)
+    assert torch.equal(out.mask[0, :, :s], alone.mask) and not out.mask[0, :, s:].any()
+
+
+def test_style_weights_equal_ids():
+    model = make("parallel")
+    audio, codes = data()
+    a = model(codes, audio, STYLE).logits
+    b = model(codes, audio, torch.nn.functional.one_hot(STYLE, 3).float()).logits
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, model(codes, audio, torch.tensor([1, 1])).logits)
+
+
+def test_loss_decreases_on_a_learnable_task():
+    torch.manual_seed(0)
+    model = MotionLM(num_codebooks=2, codebook_size=8, audio_dim=DA, d_model=32, num_layers=1, num_heads=2,
+                     ff_dim=64, pattern="delay", num_styles=2, lookahead=1, dropout=0.0, cfg_dropout=0.1)  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    audio = torch.randn(16, 12, DA, generator=g)
+    base = audio[..., :4].argmax(-1) * 2 + (audio[..., 4] > 0).long()  # in [0, 8): a function of the frame
+    codes = torch.stack([base, (base + 3) % 8], dim=1)
+    style = torch.zeros(16, dtype=torch.long)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss, per_codebook = model.loss(codes, audio, style)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert per_codebook.shape == (2,)
+    assert losses[0] > 1.8  # ~ln 8 at init
+    assert losses[-1] < 0.35 * losses[0]
+
+
+def test_input_errors_are_clear():
+    model = make("delay")
+    audio, codes = data()
+    with pytest.raises(MotionLMInputError, match="audio_dim=6"):
+        model.generate(torch.randn(2, 5, 4), STYLE)
+    with pytest.raises(MotionLMInputError, match="style ids"):
+        model.generate(audio, torch.tensor([0, 3]))
+    with pytest.raises(MotionLMInputError, match="num_frames=99"):
+        model.generate(audio, STYLE, num_frames=99)
+    with pytest.raises(MotionLMInputError, match="codebook_size=11"):
+        model(codes + C, audio, STYLE)
+    with pytest.raises(MotionLMInputError, match="frame count"):
+        model(codes, audio[:, :5], STYLE)
+    with pytest.raises(SamplingConfigError, match="top_p"):
+        model.generate(audio, STYLE, top_p=1.5)
+    with pytest.raises(SamplingConfigError, match="temperature"):
+        model.stream([audio], STYLE, temperature=-1.0)
+    with pytest.raises(MotionLMInputError, match="batch"):
+        list(model.stream([audio[:1]], STYLE))
