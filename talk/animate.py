@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +42,18 @@ def load_model(checkpoint: str | Path, device: str = "cpu"):  # noqa: ANN201 - a
         raise CheckpointError(f"{path} is not a Lightning checkpoint written by `talk fit`.")
     if not ckpt.get("talk_assets", {}).get("templates"):
         raise CheckpointError(f"{path} holds no talk assets (templates, faces); it was not written by `talk fit`.")
+    class_path = ckpt["hyper_parameters"].get("_class_path")
+    if not isinstance(class_path, str) or "." not in class_path:
+        raise CheckpointError(f"{path} does not name its model class; it was not written by `talk fit`.")
+    module_name, class_name = class_path.rsplit(".", 1)
     try:
-        model = TalkModule.load_from_checkpoint(path, map_location="cpu", weights_only=False)
-    except TypeError as exc:
-        raise CheckpointError(f"{path} does not describe a talk model it can rebuild ({exc}).") from None
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError):
+        raise CheckpointError(f"{path} needs model class {class_path}, which this installation lacks.") from None
+    if not (isinstance(cls, type) and issubclass(cls, TalkModule)):
+        raise CheckpointError(f"{path} names {class_path}, which is not a talk model.")
+    # Lightning rebuilds the model (and its injected submodules) from the config saved by `talk fit`.
+    model = cls.load_from_checkpoint(path, map_location="cpu", weights_only=False)
     return model.to(device).eval()
 
 
@@ -97,8 +106,6 @@ def animate(
     output.parent.mkdir(parents=True, exist_ok=True)
     with VideoWriter(output, fps=fps, audio=audio_path) as writer:
         for i in range(0, vertices.shape[0], chunk):
-            frames = vertices[i : i + chunk]
-            cam = camera.expand(frames.shape[0]) if hasattr(camera, "expand") else camera
-            writer.write(to_uint8(renderer.render(frames, faces_t, cam)))
+            writer.write(to_uint8(renderer.render(vertices[i : i + chunk], faces_t, camera)))
     frames_total = int(vertices.shape[0])
     return AnimationResult(output, frames_total, fps, frames_total / fps, time.perf_counter() - start)
