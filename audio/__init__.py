@@ -1,6 +1,7 @@
 """Audio front end: waveform loading and waveform -> frame-level features. Pure torch/numpy, no Lightning."""
 
 from audio.align import biwi_alignment_mask, interpolate_features, motion_frame_count
+from audio.cache import FeatureCache, FeatureCacheError
 from audio.encoder import AudioEncoder
 from audio.features import AudioFeatures
 from audio.hf import HFSpeechEncoder, SpeechEncoderLoadError
@@ -15,6 +16,7 @@ from audio.io import (
     load_audio,
 )
 from audio.mel import MelEncoder
+from audio.streaming import StreamingEncoder, StreamingError, concat_features
 
 __all__ = [
     "AudioEncoder",
@@ -24,12 +26,17 @@ __all__ = [
     "AudioTooLongError",
     "AudioWarning",
     "EmptyAudioError",
+    "FeatureCache",
+    "FeatureCacheError",
     "HFSpeechEncoder",
     "MelEncoder",
     "NonFiniteAudioError",
     "SpeechEncoderLoadError",
+    "StreamingEncoder",
+    "StreamingError",
     "UnreadableAudioError",
     "biwi_alignment_mask",
+    "concat_features",
     "interpolate_features",
     "load_audio",
     "motion_frame_count",
