@@ -46,9 +46,23 @@ def small_overrides(root: Path, run: Path) -> list[str]:
     ]
 
 
+@pytest.fixture(scope="module")
+def tokenizer_ckpt(synth_root, tmp_path_factory) -> Path:
+    """A motion tokenizer trained for one step (what experiments/*/lm.yaml builds on)."""
+    run = tmp_path_factory.mktemp("tokenizer")
+    config = ROOT / "experiments" / "synthetic" / "tokenizer.yaml"
+    talk("fit", "-c", str(config), *small_overrides(synth_root, run), "--trainer.max_epochs=1",
+         "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1", "--trainer.logger=false", cwd=run)  # fmt: skip
+    return run / "outputs" / "synthetic" / "tokenizer" / "checkpoints" / "last.ckpt"
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=[str(c.relative_to(ROOT)) for c in CONFIGS])
-def test_fast_dev_run_every_config(config, synth_root, tmp_path):
-    talk("fit", "-c", str(config), "--trainer.fast_dev_run=true", *small_overrides(synth_root, tmp_path), cwd=tmp_path)
+def test_fast_dev_run_every_config(config, synth_root, tmp_path, request):
+    extra = []
+    if "tokenizer_checkpoint" in config.read_text():
+        extra.append(f"--model.init_args.tokenizer_checkpoint={request.getfixturevalue('tokenizer_ckpt')}")
+    talk("fit", "-c", str(config), "--trainer.fast_dev_run=true", *small_overrides(synth_root, tmp_path), *extra,
+         cwd=tmp_path)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,138 @@
+"""LightningModule for the flagship: audio -> RVQ motion tokens (autoregressive MotionLM) -> frozen decoder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor
+
+from audio.align import interpolate_features
+from audio.encoder import AudioEncoder
+from motion.lm import MotionLM
+from talk.data.batch import Batch
+from talk.errors import CheckpointError
+from talk.models.base import TalkModule
+
+
+class AudioToMotionModule(TalkModule):
+    """Audio encoder + MotionLM over the codes of a trained, frozen motion tokenizer.
+
+    Training is teacher-forced cross-entropy on the tokenizer's codes (logged per codebook). Validation also
+    generates motion every ``val_generate_every`` epochs and reports LVE/FDD; ``talk test`` generates with the
+    sampling settings below.
+
+    Args:
+        audio_encoder: Waveform encoder.
+        lm: Factory of the language model, called as
+            ``lm(num_codebooks, codebook_size, audio_encoder.output_dim, num_styles=num_styles)``.
+        tokenizer_checkpoint: ``talk fit`` checkpoint of a ``TokenizerModule`` (frozen here; its weights are also
+            stored in this model's checkpoints).
+        motion_dim: ``V * 3`` (linked from the data); must match the tokenizer's.
+        num_styles: Training speakers (linked from the data).
+        fps: Motion frame rate (linked from the data).
+        optimizer: Optimizer factory.
+        scheduler: Optional learning-rate scheduler factory.
+        temperature: Sampling temperature for generation.
+        top_k: Top-k filter (0: off).
+        top_p: Nucleus filter (0: off).
+        cfg_scale: Classifier-free guidance scale (1: conditional only).
+        greedy: Greedy decoding (overrides temperature / top-k / top-p).
+        val_generate_every: Generate and compute LVE in validation every n epochs (0: never).
+        test_condition: Training subject whose style drives unseen subjects; None averages all styles.
+    """
+
+    def __init__(
+        self,
+        audio_encoder: AudioEncoder,
+        lm: Callable[[int, int, int], MotionLM],
+        tokenizer_checkpoint: str,
+        motion_dim: int = 15069,
+        num_styles: int = 8,
+        fps: float = 30.0,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        scheduler: LRSchedulerCallable | None = None,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 0.0,
+        cfg_scale: float = 1.0,
+        greedy: bool = True,
+        val_generate_every: int = 5,
+        test_condition: str | None = None,
+    ) -> None:
+        super().__init__(motion_dim=motion_dim, num_styles=num_styles, fps=fps, test_condition=test_condition)
+        self.save_config(["audio_encoder", "lm", "optimizer", "scheduler"])
+        from talk.checkpoints import load_model
+        from talk.models.tokenizer import TokenizerModule
+
+        tok = load_model(tokenizer_checkpoint)
+        if not isinstance(tok, TokenizerModule):
+            raise CheckpointError(f"tokenizer_checkpoint {tokenizer_checkpoint} holds a {type(tok).__name__}, not a TokenizerModule.")
+        if tok.motion_dim != motion_dim:
+            raise CheckpointError(
+                f"tokenizer_checkpoint {tokenizer_checkpoint} was trained on motion_dim={tok.motion_dim} but the data "
+                f"has {motion_dim}; train the tokenizer on the same dataset."
+            )
+        self.tokenizer = tok.tokenizer.eval().requires_grad_(False)
+        self.audio_encoder = audio_encoder
+        q = self.tokenizer
+        self.lm = lm(q.num_quantizers, q.codebook_size, audio_encoder.output_dim, num_styles=num_styles)
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "cfg_scale": cfg_scale,
+                         "greedy": greedy}  # fmt: skip
+        self.val_generate_every = val_generate_every
+
+    def train(self, mode: bool = True) -> AudioToMotionModule:
+        super().train(mode)
+        self.tokenizer.eval()  # frozen: no EMA codebook updates, no quantizer dropout
+        return self
+
+    def _token_audio(self, audio: Tensor, audio_lengths: Tensor, num_frames: Tensor) -> tuple[Tensor, Tensor]:
+        """Audio features aligned to the token rate: ``[B, Tq, D]`` and the token counts ``[B]``."""
+        stride = self.tokenizer.stride
+        tokens = torch.div(num_frames + stride - 1, stride, rounding_mode="floor")
+        features = self.audio_encoder(audio, audio_lengths)
+        aligned = interpolate_features(features, tokens, fps=self.fps / stride)
+        return aligned.x, tokens
+
+    def _loss(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        b, t = batch.motion.shape[:2]
+        offsets = (batch.motion - batch.template[:, None]).reshape(b, t, -1)
+        with torch.no_grad():
+            codes = self.tokenizer.encode(offsets, batch.motion_mask)
+        token_mask = self.tokenizer.token_mask(batch.motion_mask, t)
+        audio, _ = self._token_audio(batch.audio, batch.audio_lengths, batch.motion_lengths)
+        return self.lm.loss(codes, audio, self.style_for(batch), token_mask)
+
+    def generate(self, audio: Tensor, audio_lengths: Tensor, num_frames: Tensor, template: Tensor, style: Tensor) -> Tensor:
+        """Vertices ``[B, T, V, 3]``."""
+        features, tokens = self._token_audio(audio, audio_lengths, num_frames)
+        codes = self.lm.generate(features, style, num_frames=int(tokens.max()), **self.sampling)
+        t = int(num_frames.max())
+        offsets = self.tokenizer.decode(codes, length=t)
+        return template[:, None] + offsets.view(offsets.shape[0], t, -1, 3)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        loss, per_codebook = self._loss(batch)
+        b = batch.audio.shape[0]
+        self.log("train/loss", loss, batch_size=b, prog_bar=True)
+        self.log_dict({f"train/ce/{k}": v for k, v in enumerate(per_codebook)}, batch_size=b)
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        loss, per_codebook = self._loss(batch)
+        b = batch.audio.shape[0]
+        self.log("val/loss", loss, batch_size=b, prog_bar=True)
+        self.log_dict({f"val/ce/{k}": v for k, v in enumerate(per_codebook)}, batch_size=b)
+        every = self.val_generate_every
+        if every and (self.current_epoch + 1) % every == 0 or self.trainer.sanity_checking:
+            self._val_metrics_step(batch)
+
+    def configure_optimizers(self):  # noqa: ANN201
+        params = [p for n, p in self.named_parameters() if not n.startswith("tokenizer.")]
+        optimizer = self.optimizer(params)
+        if self.scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler(optimizer)}
