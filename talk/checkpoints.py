@@ -28,7 +28,9 @@ def load_model(checkpoint: str | Path, device: str = "cpu"):  # noqa: ANN201 - a
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise CheckpointError(f"{path} is not a Lightning checkpoint written by `talk fit`.")
     if not ckpt.get("talk_assets", {}).get("templates"):
-        raise CheckpointError(f"{path} holds no talk assets (templates, faces); it was not written by `talk fit`.")
+        raise CheckpointError(
+            f"{path} holds no talk assets (templates, faces); it was not written by `talk fit`."
+        )
     class_path = ckpt["hyper_parameters"].get("_class_path")
     if not isinstance(class_path, str) or "." not in class_path:
         raise CheckpointError(f"{path} does not name its model class; it was not written by `talk fit`.")
@@ -36,7 +38,9 @@ def load_model(checkpoint: str | Path, device: str = "cpu"):  # noqa: ANN201 - a
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError):
-        raise CheckpointError(f"{path} needs model class {class_path}, which this installation lacks.") from None
+        raise CheckpointError(
+            f"{path} needs model class {class_path}, which this installation lacks."
+        ) from None
     if not (isinstance(cls, type) and issubclass(cls, TalkModule)):
         raise CheckpointError(f"{path} names {class_path}, which is not a talk model.")
     # Lightning rebuilds the model (and its injected submodules) from the config saved by `talk fit`.

@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\ndemo finished in {time.perf_counter() - start:.0f} s")
     print(f"  dataset:      {DATA}/ (VOCASET processed layout)")
     print(f"  checkpoint:   {best}")
-    print(f"  metrics:      {RUN / 'metrics.json'}  (LVE {lve_model:.3e} vs static template {lve_static:.3e} m^2)")
+    print(
+        f"  metrics:      {RUN / 'metrics.json'}  (LVE {lve_model:.3e} vs static template {lve_static:.3e} m^2)"
+    )
     print(f"  logs:         {RUN / 'logs'} (CSV), {RUN / 'wandb'} (offline; `wandb sync` uploads)")
     for v in videos:
         print(f"  video:        {v}")

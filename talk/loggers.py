@@ -34,4 +34,6 @@ class WandbLogger(_WandbLogger):
         if offline is None:
             offline = os.environ.get("WANDB_MODE", "offline") in ("offline", "dryrun", "disabled")
         os.makedirs(save_dir, exist_ok=True)
-        super().__init__(name=name, save_dir=save_dir, project=project, offline=offline, log_model=log_model, **kwargs)
+        super().__init__(
+            name=name, save_dir=save_dir, project=project, offline=offline, log_model=log_model, **kwargs
+        )

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import torch
 from torch import Tensor
 
 
@@ -70,7 +69,9 @@ class VertexMetrics:
         pred, gt = pred[:t].double(), gt[:t].double()
         template = template.double()
         lip = lip_max_sq_error(pred, gt, self.lip_ids)
-        fdd = upper_face_dynamics(gt, template, self.upper_ids) - upper_face_dynamics(pred, template, self.upper_ids)
+        fdd = upper_face_dynamics(gt, template, self.upper_ids) - upper_face_dynamics(
+            pred, template, self.upper_ids
+        )
         seq = SequenceMetrics(name, t, float(lip.mean()), float(fdd), float(mean_vertex_error(pred, gt)))
         self._lip_sum += float(lip.sum())
         self._frames += t

@@ -61,7 +61,9 @@ class TalkCLI(LightningCLI):
         regions = getattr(dm, "regions", None)
         if callable(regions):
             ids = regions()
-            digest = hashlib.sha256(b"".join(np.asarray(ids[k], np.int64).tobytes() for k in sorted(ids))).hexdigest()
+            digest = hashlib.sha256(
+                b"".join(np.asarray(ids[k], np.int64).tobytes() for k in sorted(ids))
+            ).hexdigest()
             report["regions"] = {
                 "file": str(dm.regions_path or Path(dm.root) / "FLAME_masks.pkl"),
                 "lips": dm.lip_region,
@@ -86,11 +88,11 @@ class TalkCLI(LightningCLI):
 
 def run_lightning_cli(args: list[str] | None = None) -> None:
     """Runs ``talk fit|validate|test|predict``."""
+    import sys
+
     from lightning.pytorch import LightningDataModule
 
     from talk.models.base import TalkModule
-
-    import sys
 
     if args is not None:
         sys.argv = ["talk", *args]  # LightningCLI reads sys.argv; keeps its error messages naming `talk`

@@ -75,11 +75,17 @@ def _animate_command(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="talk animate", description="Animate a face from speech and write an mp4 with the audio."
     )
-    parser.add_argument("--audio", required=True, help="input speech (wav, flac, ogg, mp3; any rate, any channels)")
+    parser.add_argument(
+        "--audio", required=True, help="input speech (wav, flac, ogg, mp3; any rate, any channels)"
+    )
     parser.add_argument("--checkpoint", required=True, help="checkpoint written by `talk fit`")
     parser.add_argument("--output", required=True, help="output .mp4")
-    parser.add_argument("--subject", default=None, help="subject (template and style); default: first training subject")
-    parser.add_argument("--size", type=int, default=512, help="frame width and height in pixels (default 512)")
+    parser.add_argument(
+        "--subject", default=None, help="subject (template and style); default: first training subject"
+    )
+    parser.add_argument(
+        "--size", type=int, default=512, help="frame width and height in pixels (default 512)"
+    )
     parser.add_argument("--view", default="front", choices=["front", "three_quarter"], help="camera view")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     args = parser.parse_args(argv)
@@ -94,7 +100,9 @@ def _animate_command(argv: list[str]) -> None:
         view=args.view,
         device=args.device,
     )
-    print(f"wrote {result.path} ({result.frames} frames at {result.fps:g} fps, {result.seconds:.2f} s, {result.elapsed:.1f} s to make)")
+    print(
+        f"wrote {result.path} ({result.frames} frames at {result.fps:g} fps, {result.seconds:.2f} s, {result.elapsed:.1f} s to make)"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -43,7 +43,9 @@ VOCASET_TEST = ["FaceTalk_170809_00138_TA", "FaceTalk_170731_00024_TA"]
 def split_name(name: str) -> tuple[str, str]:
     """``'FaceTalk_170725_00137_TA_sentence01'`` -> ``('FaceTalk_170725_00137_TA', 'sentence01')``."""
     if "_" not in name:
-        raise DatasetError(f"sequence name '{name}' has no '_<SENTENCE>' suffix; expected <SUBJECT>_<SENTENCE>.")
+        raise DatasetError(
+            f"sequence name '{name}' has no '_<SENTENCE>' suffix; expected <SUBJECT>_<SENTENCE>."
+        )
     subject, sentence = name.rsplit("_", 1)
     return subject, sentence
 
@@ -59,12 +61,16 @@ def sentence_number(sentence: str) -> int:
 def load_templates(path: Path) -> dict[str, np.ndarray]:
     """Reads ``templates.pkl`` ({subject: [V, 3]}, written by Python 2 in the original release, hence latin1)."""
     if not path.is_file():
-        raise DatasetError(f"templates file {path} not found; the processed layout needs <root>/templates.pkl.")
+        raise DatasetError(
+            f"templates file {path} not found; the processed layout needs <root>/templates.pkl."
+        )
     try:
         with open(path, "rb") as f:
             templates = pickle.load(f, encoding="latin1")
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means the file is not a templates pickle
-        raise DatasetError(f"{path} is not a readable templates pickle ({type(exc).__name__}: {exc}).") from None
+        raise DatasetError(
+            f"{path} is not a readable templates pickle ({type(exc).__name__}: {exc})."
+        ) from None
     if not isinstance(templates, dict) or not templates:
         raise DatasetError(f"{path} must hold a non-empty dict subject -> [V, 3] array.")
     out = {}
@@ -264,20 +270,29 @@ class VocasetDataModule(L.LightningDataModule):
         if missing:
             raise DatasetError(f"{path} has no region(s) {missing}; it holds {sorted(masks)}.")
         upper = np.unique(np.concatenate([np.asarray(masks[r]) for r in self.upper_face_regions]))
-        return {"lips": np.asarray(masks[self.lip_region], dtype=np.int64), "upper_face": upper.astype(np.int64)}
+        return {
+            "lips": np.asarray(masks[self.lip_region], dtype=np.int64),
+            "upper_face": upper.astype(np.int64),
+        }
 
     # ------------------------------------------------------------------------------------------------ splits
     def _scan(self) -> dict[str, list[str]]:
         wav_dir, npy_dir = self.root / "wav", self.root / "vertices_npy"
         for d in (wav_dir, npy_dir):
             if not d.is_dir():
-                raise DatasetError(f"{d} not found; the processed layout needs <root>/wav and <root>/vertices_npy.")
+                raise DatasetError(
+                    f"{d} not found; the processed layout needs <root>/wav and <root>/vertices_npy."
+                )
         wavs = {p.stem for p in wav_dir.glob("*.wav")}
         npys = {p.stem for p in npy_dir.glob("*.npy")}
         for name in sorted(npys - wavs):
-            raise DatasetError(f"{npy_dir / (name + '.npy')} has no matching audio {wav_dir / (name + '.wav')}.")
+            raise DatasetError(
+                f"{npy_dir / (name + '.npy')} has no matching audio {wav_dir / (name + '.wav')}."
+            )
         for name in sorted(wavs - npys):
-            raise DatasetError(f"{wav_dir / (name + '.wav')} has no matching vertices {npy_dir / (name + '.npy')}.")
+            raise DatasetError(
+                f"{wav_dir / (name + '.wav')} has no matching vertices {npy_dir / (name + '.npy')}."
+            )
         by_split: dict[str, list[str]] = {"train": [], "val": [], "test": []}
         subjects = {"train": self.train_subjects, "val": self.val_subjects, "test": self.test_subjects}
         for name in sorted(wavs):
@@ -296,7 +311,9 @@ class VocasetDataModule(L.LightningDataModule):
         for split, names in by_split.items():
             for subject in sorted({split_name(n)[0] for n in names}):
                 if subject not in templates:
-                    raise DatasetError(f"subject '{subject}' has sequences but no template in {self.root}/templates.pkl.")
+                    raise DatasetError(
+                        f"subject '{subject}' has sequences but no template in {self.root}/templates.pkl."
+                    )
             self.datasets[split] = SequenceDataset(
                 self.root, names, templates, style_index, self.stride, self.sample_rate,
                 self.max_audio_seconds, self.cache, self.dataset_name,

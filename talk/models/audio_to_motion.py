@@ -68,7 +68,9 @@ class AudioToMotionModule(TalkModule):
 
         tok = load_model(tokenizer_checkpoint)
         if not isinstance(tok, TokenizerModule):
-            raise CheckpointError(f"tokenizer_checkpoint {tokenizer_checkpoint} holds a {type(tok).__name__}, not a TokenizerModule.")
+            raise CheckpointError(
+                f"tokenizer_checkpoint {tokenizer_checkpoint} holds a {type(tok).__name__}, not a TokenizerModule."
+            )
         if tok.motion_dim != motion_dim:
             raise CheckpointError(
                 f"tokenizer_checkpoint {tokenizer_checkpoint} was trained on motion_dim={tok.motion_dim} but the data "
@@ -106,7 +108,9 @@ class AudioToMotionModule(TalkModule):
         audio, _ = self._token_audio(batch.audio, batch.audio_lengths, batch.motion_lengths)
         return self.lm.loss(codes, audio, self.style_for(batch), token_mask)
 
-    def generate(self, audio: Tensor, audio_lengths: Tensor, num_frames: Tensor, template: Tensor, style: Tensor) -> Tensor:
+    def generate(
+        self, audio: Tensor, audio_lengths: Tensor, num_frames: Tensor, template: Tensor, style: Tensor
+    ) -> Tensor:
         """Vertices ``[B, T, V, 3]``."""
         features, tokens = self._token_audio(audio, audio_lengths, num_frames)
         codes = self.lm.generate(features, style, num_frames=int(tokens.max()), **self.sampling)
@@ -130,9 +134,5 @@ class AudioToMotionModule(TalkModule):
         if every and (self.current_epoch + 1) % every == 0 or self.trainer.sanity_checking:
             self._val_metrics_step(batch)
 
-    def configure_optimizers(self):  # noqa: ANN201
-        params = [p for n, p in self.named_parameters() if not n.startswith("tokenizer.")]
-        optimizer = self.optimizer(params)
-        if self.scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler(optimizer)}
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for n, p in self.named_parameters() if not n.startswith("tokenizer.")]

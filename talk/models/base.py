@@ -78,7 +78,9 @@ class TalkModule(L.LightningModule):
         # Tensors and plain Python only: checkpoints must load with torch.load(weights_only=True).
         assets = {
             "train_subjects": list(dm.train_subjects),
-            "templates": {k: torch.as_tensor(np.asarray(v, dtype=np.float32)) for k, v in dm.templates.items()},
+            "templates": {
+                k: torch.as_tensor(np.asarray(v, dtype=np.float32)) for k, v in dm.templates.items()
+            },
             "faces": None if faces is None else torch.as_tensor(np.asarray(faces, dtype=np.int64)),
             "fps": float(dm.fps),
             "sample_rate": int(dm.sample_rate),
@@ -135,7 +137,9 @@ class TalkModule(L.LightningModule):
         return torch.as_tensor(regions["lips"]), torch.as_tensor(regions["upper_face"])
 
     def _predict_batch(self, batch: Batch) -> Tensor:
-        return self.generate(batch.audio, batch.audio_lengths, batch.motion_lengths, batch.template, self.style_for(batch))
+        return self.generate(
+            batch.audio, batch.audio_lengths, batch.motion_lengths, batch.template, self.style_for(batch)
+        )
 
     def on_validation_epoch_start(self) -> None:
         self._val_metrics = None
@@ -159,7 +163,10 @@ class TalkModule(L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         lips, upper = self._regions()
-        self._test_metrics = {"model": VertexMetrics(lips, upper), "static_template": VertexMetrics(lips, upper)}
+        self._test_metrics = {
+            "model": VertexMetrics(lips, upper),
+            "static_template": VertexMetrics(lips, upper),
+        }
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         pred = self._predict_batch(batch).detach().float().cpu()
@@ -183,6 +190,18 @@ class TalkModule(L.LightningModule):
         pred = self._predict_batch(batch)
         return {"names": batch.names, "vertices": pred.cpu(), "lengths": batch.motion_lengths.cpu()}
 
+    # ------------------------------------------------------------------------------------------- optimisation
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """Parameters handed to the optimizer (subclasses leave frozen parts out)."""
+        return list(self.parameters())
+
+    def configure_optimizers(self):  # noqa: ANN201 - Lightning's union of return types
+        """``self.optimizer`` / ``self.scheduler`` factories (set by subclasses from their config)."""
+        optimizer = self.optimizer(self.trainable_parameters())
+        if getattr(self, "scheduler", None) is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler(optimizer)}
+
     # ---------------------------------------------------------------------------------------------- inference
     @torch.no_grad()
     def animate(self, wav: Tensor, subject: str | None = None, template: Tensor | None = None) -> Tensor:
@@ -202,7 +221,9 @@ class TalkModule(L.LightningModule):
             subject = subjects[0] if subjects else next(iter(templates), None)
         if template is None:
             if subject not in templates:
-                raise CheckpointError(f"subject '{subject}' is not in this checkpoint; choose one of {sorted(templates)}.")
+                raise CheckpointError(
+                    f"subject '{subject}' is not in this checkpoint; choose one of {sorted(templates)}."
+                )
             template = torch.as_tensor(templates[subject])
         n = wav.shape[-1]
         frames = motion_frame_count(n, int(self.assets["sample_rate"]), float(self.fps))

@@ -61,7 +61,9 @@ class RegressionModule(TalkModule):
     def sample_rate(self) -> int:
         return int(self.audio_encoder.sample_rate)
 
-    def predict_offsets(self, audio: Tensor, audio_lengths: Tensor, num_frames: Tensor, style: Tensor) -> Tensor:
+    def predict_offsets(
+        self, audio: Tensor, audio_lengths: Tensor, num_frames: Tensor, style: Tensor
+    ) -> Tensor:
         """Offsets from the template in units of ``offset_scale``.
 
         Args:
@@ -77,7 +79,9 @@ class RegressionModule(TalkModule):
         aligned = interpolate_features(features, num_frames, fps=self.fps)
         return self.generator(aligned.x, style, aligned.mask)
 
-    def generate(self, audio: Tensor, audio_lengths: Tensor, num_frames: Tensor, template: Tensor, style: Tensor) -> Tensor:
+    def generate(
+        self, audio: Tensor, audio_lengths: Tensor, num_frames: Tensor, template: Tensor, style: Tensor
+    ) -> Tensor:
         """Vertices ``[B, T, V, 3]`` for the given audio, templates ``[B, V, 3]`` and styles."""
         offsets = self.predict_offsets(audio, audio_lengths, num_frames, style)
         b, t, _ = offsets.shape
@@ -85,7 +89,9 @@ class RegressionModule(TalkModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         loss, parts = self._loss(batch)
-        self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=batch.audio.shape[0], prog_bar=False)
+        self.log_dict(
+            {f"train/{k}": v for k, v in parts.items()}, batch_size=batch.audio.shape[0], prog_bar=False
+        )
         self.log("train/loss", loss, batch_size=batch.audio.shape[0], prog_bar=True)
         return loss
 
@@ -105,9 +111,3 @@ class RegressionModule(TalkModule):
         vel = ((offsets.diff(dim=1) - target.diff(dim=1)).pow(2) * vel_mask).sum()
         vel = vel / (vel_mask.sum() * offsets.shape[-1]).clamp(min=1)
         return rec + self.velocity_weight * vel, {"reconstruction": rec, "velocity": vel}
-
-    def configure_optimizers(self):  # noqa: ANN201 - Lightning's union of return types
-        optimizer = self.optimizer(self.parameters())
-        if self.scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler(optimizer)}

@@ -120,14 +120,10 @@ class TokenizerModule(TalkModule):
             rec = self.reconstruct(batch, k).float().cpu()
             for i, name in enumerate(batch.names):
                 t = int(batch.motion_lengths[i])
-                self._test_metrics[f"rvq_{k}"].update(name, rec[i, :t], batch.motion[i, :t].cpu(), batch.template[i].cpu())
+                self._test_metrics[f"rvq_{k}"].update(
+                    name, rec[i, :t], batch.motion[i, :t].cpu(), batch.template[i].cpu()
+                )
         for i, name in enumerate(batch.names):
             t = int(batch.motion_lengths[i])
             gt, template = batch.motion[i, :t].cpu(), batch.template[i].cpu()
             self._test_metrics["static_template"].update(name, template.expand(t, -1, -1), gt, template)
-
-    def configure_optimizers(self):  # noqa: ANN201
-        optimizer = self.optimizer(self.parameters())
-        if self.scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler(optimizer)}

@@ -42,5 +42,9 @@ def write_miniature(root: Path, subjects: dict[str, int], seconds: float = 0.6, 
     with open(root / "templates.pkl", "wb") as f:
         pickle.dump(templates, f, protocol=2)
     with open(root / "FLAME_masks.pkl", "wb") as f:
-        pickle.dump({"lips": LIPS, "forehead": UPPER[:2], "eye_region": UPPER[2:], "face": np.arange(V)}, f, protocol=2)
+        pickle.dump(
+            {"lips": LIPS, "forehead": UPPER[:2], "eye_region": UPPER[2:], "face": np.arange(V)},
+            f,
+            protocol=2,
+        )
     return root

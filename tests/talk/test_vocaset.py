@@ -61,7 +61,9 @@ def test_batches_pad_and_mask(tmp_path):
     templates = pickle.load(open(tmp_path / "templates.pkl", "rb"))
     templates.update(pickle.load(open(tmp_path / "long" / "templates.pkl", "rb")))
     pickle.dump(templates, open(tmp_path / "templates.pkl", "wb"))
-    dm = make_dm(tmp_path, train_subjects=["FaceTalk_A_TA", "FaceTalk_B_TA"], val_subjects=[], test_subjects=[])
+    dm = make_dm(
+        tmp_path, train_subjects=["FaceTalk_A_TA", "FaceTalk_B_TA"], val_subjects=[], test_subjects=[]
+    )
     dm.setup("train")
     batch = next(iter(dm._loader("train", False)))
     assert batch.motion.shape == (2, 24, V, 3)
@@ -88,7 +90,9 @@ def test_mesh_without_wav_is_named(tmp_path):
 
 def test_wrong_vertex_count_is_named(tmp_path):
     write_miniature(tmp_path, SUBJECTS)
-    np.save(tmp_path / "vertices_npy" / "FaceTalk_A_TA_sentence01.npy", np.zeros((10, (V + 1) * 3), np.float32))
+    np.save(
+        tmp_path / "vertices_npy" / "FaceTalk_A_TA_sentence01.npy", np.zeros((10, (V + 1) * 3), np.float32)
+    )
     dm = make_dm(tmp_path)
     dm.setup("fit")
     with pytest.raises(DatasetError, match="sentence01.npy has shape .* 12 vertices"):
