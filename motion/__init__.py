@@ -9,6 +9,8 @@ from motion.flame_io import (
     load_flame_model,
     load_landmark_embedding,
 )
+from motion.lm import LMOutput, MotionLM
+from motion.patterns import Pattern
 from motion.procedural_face import (
     EXPRESSION_NAMES,
     ProceduralFace,
@@ -16,9 +18,21 @@ from motion.procedural_face import (
     build_procedural_face,
     write_procedural_face,
 )
+from motion.quantizer import QuantizedResult, ResidualVQ, VectorQuantizer
+from motion.regressor import FaceFormerRegressor
+from motion.tokenizer import MotionTokenizer, TokenizerOutput
 
 __all__ = [
     "EXPRESSION_NAMES",
+    "FaceFormerRegressor",
+    "LMOutput",
+    "MotionLM",
+    "MotionTokenizer",
+    "Pattern",
+    "QuantizedResult",
+    "ResidualVQ",
+    "TokenizerOutput",
+    "VectorQuantizer",
     "FLAME",
     "FLAMEParams",
     "FaceModel",

@@ -140,7 +140,9 @@ class FaceFormerRegressor(nn.Module):
         self.style = nn.Embedding(num_styles, d_model)
         self.ppe = PeriodicPositionalEncoding(d_model, period)
         self.query_proj = nn.Linear(d_model, d_model)
-        self.layers = nn.ModuleList(DecoderLayer(d_model, num_heads, ff_dim, dropout) for _ in range(num_layers))
+        self.layers = nn.ModuleList(
+            DecoderLayer(d_model, num_heads, ff_dim, dropout) for _ in range(num_layers)
+        )
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, motion_dim)
         # Zero-initialised output (as FaceFormer does): training starts from the template, never from noise.
