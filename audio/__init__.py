@@ -2,6 +2,7 @@
 
 from audio.align import biwi_alignment_mask, interpolate_features, motion_frame_count
 from audio.cache import FeatureCache, FeatureCacheError
+from audio.cached_encoder import CachedEncoder
 from audio.encoder import AudioEncoder
 from audio.features import AudioFeatures
 from audio.hf import HFSpeechEncoder, SpeechEncoderLoadError
@@ -19,6 +20,7 @@ from audio.mel import MelEncoder
 from audio.streaming import StreamingEncoder, StreamingError, concat_features
 
 __all__ = [
+    "CachedEncoder",
     "AudioEncoder",
     "AudioError",
     "AudioFeatures",
