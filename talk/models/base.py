@@ -226,7 +226,10 @@ class TalkModule(L.LightningModule):
                 )
             template = torch.as_tensor(templates[subject])
         n = wav.shape[-1]
-        frames = motion_frame_count(n, int(self.assets["sample_rate"]), float(self.fps))
+        sample_rate = int(self.assets["sample_rate"])
+        frames = motion_frame_count(n, sample_rate, float(self.fps))
+        if frames * sample_rate < n * float(self.fps):
+            frames += 1  # cover a partial last frame, so a video of these frames never cuts the speech short
         device = self.device
         style = self.style_weights(subject)[None].to(device)
         out = self.generate(

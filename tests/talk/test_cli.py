@@ -119,7 +119,8 @@ def test_animate_writes_mp4_with_synced_h264_and_aac(trained, synth_root, tmp_pa
     assert info.video_codec == "h264" and info.audio_codec == "aac"
     assert info.fps == pytest.approx(30.0)
     assert abs(info.n_frames / 30.0 - duration) <= 1 / 30
-    assert abs(info.audio_duration - duration) <= 1 / 30
+    assert info.n_frames / 30.0 >= duration  # the whole utterance is shown
+    assert abs(info.audio_duration - duration) < 0.25 / 30
 
 
 @pytest.mark.parametrize("kind", ["missing", "empty", "not_audio", "nan"])
