@@ -56,6 +56,9 @@ def _data_command(argv: list[str]) -> None:
     synth.add_argument("--sentences", type=int, default=20, help="sentences per speaker (default 20)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synth.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
+    synth.add_argument(
+        "--sample-rate", type=int, default=16000, help="audio sample rate in Hz (default 16000)"
+    )
     args = parser.parse_args(argv)
     if args.command == "synth":
         from talk.data.synthetic import synthesize_dataset
@@ -63,7 +66,12 @@ def _data_command(argv: list[str]) -> None:
         if args.speakers < 1 or args.sentences < 1:
             raise TalkError("--speakers and --sentences must be at least 1.")
         summary = synthesize_dataset(
-            args.out, speakers=args.speakers, sentences=args.sentences, seed=args.seed, workers=args.workers
+            args.out,
+            speakers=args.speakers,
+            sentences=args.sentences,
+            seed=args.seed,
+            workers=args.workers,
+            sample_rate=args.sample_rate,
         )
         print(
             f"wrote {summary.n_sequences} sequences ({summary.total_seconds:.0f} s of speech) from "

@@ -141,6 +141,23 @@ class TalkModule(L.LightningModule):
             batch.audio, batch.audio_lengths, batch.motion_lengths, batch.template, self.style_for(batch)
         )
 
+    # ------------------------------------------------------------------------------------------------- steps
+    def _loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        """Training loss and its named parts; implemented by subclasses."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        loss, parts = self._loss(batch)
+        b = batch.audio.shape[0]
+        self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=b)
+        self.log("train/loss", loss, batch_size=b, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        loss, _ = self._loss(batch)
+        self.log("val/loss", loss, batch_size=batch.audio.shape[0], prog_bar=True)
+        self._val_metrics_step(batch)
+
     def on_validation_epoch_start(self) -> None:
         self._val_metrics = None
 
@@ -169,12 +186,21 @@ class TalkModule(L.LightningModule):
         }
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        pred = self._predict_batch(batch).detach().float().cpu()
+        self._update_test_metrics("model", self._predict_batch(batch), batch)
+        self._update_static_template(batch)
+
+    def _update_test_metrics(self, method: str, pred: Tensor, batch: Batch) -> None:
+        """Adds each sequence of a predicted batch ``[B, T, V, 3]`` to ``method``'s test metrics."""
+        pred = pred.detach().float().cpu()
         for i, name in enumerate(batch.names):
             t = int(batch.motion_lengths[i])
-            gt, template = batch.motion[i, :t].cpu(), batch.template[i].cpu()
-            self._test_metrics["model"].update(name, pred[i, :t], gt, template)
-            self._test_metrics["static_template"].update(name, template.expand(t, -1, -1), gt, template)
+            self._test_metrics[method].update(
+                name, pred[i, :t], batch.motion[i, :t].cpu(), batch.template[i].cpu()
+            )
+
+    def _update_static_template(self, batch: Batch) -> None:
+        """The static-template baseline: every frame is the subject's neutral mesh."""
+        self._update_test_metrics("static_template", batch.template[:, None].expand_as(batch.motion), batch)
 
     def on_test_epoch_end(self) -> None:
         results = {name: m.compute() for name, m in self._test_metrics.items()}

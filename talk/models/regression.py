@@ -146,19 +146,6 @@ class RegressionModule(TalkModule):
         b, t, _ = offsets.shape
         return template[:, None] + offsets.view(b, t, -1, 3) * self.offset_scale
 
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        loss, parts = self._loss(batch)
-        self.log_dict(
-            {f"train/{k}": v for k, v in parts.items()}, batch_size=batch.audio.shape[0], prog_bar=False
-        )
-        self.log("train/loss", loss, batch_size=batch.audio.shape[0], prog_bar=True)
-        return loss
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        loss, _ = self._loss(batch)
-        self.log("val/loss", loss, batch_size=batch.audio.shape[0], prog_bar=True)
-        self._val_metrics_step(batch)
-
     def _loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         style = self.style_for(batch)
         output = self.predict_output(batch.audio, batch.audio_lengths, batch.motion_lengths, style)

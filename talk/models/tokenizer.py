@@ -93,22 +93,10 @@ class TokenizerModule(TalkModule):
             parts[f"usage/{k}"] = out.usage[k]
         return loss, parts
 
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        loss, parts = self._loss(batch)
-        b = batch.audio.shape[0]
-        self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=b)
-        self.log("train/loss", loss, batch_size=b, prog_bar=True)
-        return loss
-
     def on_train_epoch_end(self) -> None:
         for k, layer in enumerate(self.tokenizer.quantizer.layers):
             dead = (layer.cluster_size < layer.threshold_dead).sum()
             self.log(f"train/dead_codes/{k}", dead.float())
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        loss, _ = self._loss(batch)
-        self.log("val/loss", loss, batch_size=batch.audio.shape[0], prog_bar=True)
-        self._val_metrics_step(batch)
 
     def on_test_epoch_start(self) -> None:
         lips, upper = self._regions()
@@ -117,13 +105,5 @@ class TokenizerModule(TalkModule):
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         for k in range(1, self.tokenizer.num_quantizers + 1):
-            rec = self.reconstruct(batch, k).float().cpu()
-            for i, name in enumerate(batch.names):
-                t = int(batch.motion_lengths[i])
-                self._test_metrics[f"rvq_{k}"].update(
-                    name, rec[i, :t], batch.motion[i, :t].cpu(), batch.template[i].cpu()
-                )
-        for i, name in enumerate(batch.names):
-            t = int(batch.motion_lengths[i])
-            gt, template = batch.motion[i, :t].cpu(), batch.template[i].cpu()
-            self._test_metrics["static_template"].update(name, template.expand(t, -1, -1), gt, template)
+            self._update_test_metrics(f"rvq_{k}", self.reconstruct(batch, k), batch)
+        self._update_static_template(batch)
