@@ -1,6 +1,6 @@
 """Audio front end: waveform loading and waveform -> frame-level features. Pure torch/numpy, no Lightning."""
 
-from audio.align import biwi_alignment_mask, interpolate_features, motion_frame_count
+from audio.align import biwi_alignment_mask, interpolate_features, motion_frame_count, resample_features
 from audio.cache import FeatureCache, FeatureCacheError
 from audio.cached_encoder import CachedEncoder
 from audio.encoder import AudioEncoder
@@ -38,6 +38,7 @@ __all__ = [
     "StreamingError",
     "UnreadableAudioError",
     "biwi_alignment_mask",
+    "resample_features",
     "concat_features",
     "interpolate_features",
     "load_audio",

@@ -91,17 +91,58 @@ def interpolate_features(
     # align_corners=True: t * (Ta - 1) / (T - 1), with T == 1 mapping to position 0. float64 positions keep
     # exact hits on integer positions for long sequences (e.g. 10 min at 60 fps).
     scale = (src - 1).clamp(min=0).double() / (counts - 1).clamp(min=1).double()  # [B]
-    pos = t * scale[:, None]  # [B, T]
-    lo = pos.floor().long()
-    hi = torch.minimum(lo + 1, (src - 1).clamp(min=0)[:, None])
-    lo = torch.minimum(lo, (src - 1).clamp(min=0)[:, None])
+    return _lerp(x, src, counts, t * scale[:, None], frame_rate)
+
+
+def _lerp(x: Tensor, src: Tensor, counts: Tensor, pos: Tensor, frame_rate: float) -> AudioFeatures:
+    """Linear read of ``x [B, Ta, D]`` at fractional positions ``pos [B, T]`` clamped to each row's valid frames."""
+    batch, _, dim = x.shape
+    out_len = pos.shape[1]
+    last = (src - 1).clamp(min=0)[:, None]
+    pos = torch.minimum(pos, last.double())
+    lo = torch.minimum(pos.floor().long(), last)
+    hi = torch.minimum(lo + 1, last)
     w = (pos - lo.double()).clamp(0.0, 1.0).to(x.dtype)[..., None]  # [B, T, 1]
     x_lo = torch.gather(x, 1, lo[..., None].expand(batch, out_len, dim))
     x_hi = torch.gather(x, 1, hi[..., None].expand(batch, out_len, dim))
     y = x_lo * (1 - w) + x_hi * w
-    out_mask = t.long() < counts[:, None]  # [B, T]
+    out_mask = torch.arange(out_len, device=x.device)[None] < counts[:, None]  # [B, T]
     y = y * out_mask[..., None].to(y.dtype)
     return AudioFeatures(x=y, mask=out_mask, frame_rate=frame_rate)
+
+
+def resample_features(features: AudioFeatures, num_frames: Tensor | list[int] | int, fps: float) -> AudioFeatures:
+    """Fixed-rate linear resampling: motion frame t reads the audio at time ``t / fps``.
+
+    Unlike :func:`interpolate_features`, the position of frame t (``t * frame_rate / fps`` audio frames, clamped
+    to the last valid frame) does not depend on the sequence length, so it is causal and streamable: frame t
+    needs audio frames up to ``ceil(t * frame_rate / fps)`` only, and encoding a growing stream gives the same
+    features as encoding the whole file (used by the flagship model, whose ``stream()`` must equal
+    ``generate()``). The two conventions differ by less than one audio frame over a sequence.
+
+    Args:
+        features: Audio features x [B, Ta, D] with mask [B, Ta].
+        num_frames: Motion frame count per sequence: a [B] tensor, a list of B ints, or one int for all.
+        fps: Motion frame rate.
+
+    Returns:
+        AudioFeatures with x [B, max(T_b), D] (zero beyond T_b), mask True on the first T_b frames of row b.
+    """
+    x, mask = features.x, features.mask
+    batch = x.shape[0]
+    rate = _as_fraction(fps, "fps")
+    if isinstance(num_frames, int):
+        num_frames = [num_frames] * batch
+    counts = torch.as_tensor(num_frames, device=x.device)
+    if counts.shape != (batch,) or counts.is_floating_point() or bool((counts < 0).any()):
+        raise ValueError(f"num_frames must be an int or hold {batch} non-negative integers, got {num_frames!r}.")
+    counts = counts.long()
+    src = mask.sum(dim=1)
+    if bool(((src == 0) & (counts > 0)).any()):
+        raise ValueError(f"Cannot resample a sequence with no valid audio frames (audio frames {src.tolist()}).")
+    out_len = int(counts.max()) if batch > 0 else 0
+    t = torch.arange(out_len, device=x.device, dtype=torch.float64)[None, :].expand(batch, out_len)
+    return _lerp(x, src, counts, t * (features.frame_rate / float(rate)), float(rate))
 
 
 def biwi_alignment_mask(

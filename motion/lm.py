@@ -68,6 +68,10 @@ class MotionLM(nn.Module):
         lookahead: Audio frames after token frame q that any token of frame q may depend on (exact bound).
         cfg_dropout: Training probability, per sample, of replacing audio and style by the learned null
             condition, so the same model serves as the unconditional branch of classifier-free guidance.
+        token_corruption: Training probability, per input token, of replacing the previous-step token the
+            model reads by a uniformly random code (targets are untouched). Counters exposure bias: at
+            inference the model reads its own, imperfect tokens, and a model that only ever saw true tokens
+            learns to copy them and to ignore the audio. 0 disables it.
         max_context: Attention window in steps; the KV cache holds this many positions and longer sequences
             slide, so generation cost is linear in length. Positions are rotary (relative), hence unbounded.
         decode_threads: Intra-op CPU threads while decoding (set process-wide for the duration of each
@@ -90,6 +94,7 @@ class MotionLM(nn.Module):
         num_styles: int = 8,
         lookahead: int = 2,
         cfg_dropout: float = 0.1,
+        token_corruption: float = 0.0,
         max_context: int = 2048,
         decode_threads: int = 1,
     ) -> None:
@@ -104,6 +109,8 @@ class MotionLM(nn.Module):
             raise ValueError(f"num_styles={num_styles} must be at least 1.")
         if not 0.0 <= cfg_dropout <= 1.0:
             raise ValueError(f"cfg_dropout={cfg_dropout} must be a probability in [0, 1].")
+        if not 0.0 <= token_corruption < 1.0:
+            raise ValueError(f"token_corruption={token_corruption} must be a probability in [0, 1).")
         self.pattern = Pattern(pattern, num_codebooks, codebook_size)
         self.num_codebooks = num_codebooks
         self.codebook_size = codebook_size
@@ -114,6 +121,7 @@ class MotionLM(nn.Module):
         self.num_styles = num_styles
         self.lookahead = lookahead
         self.cfg_dropout = cfg_dropout
+        self.token_corruption = token_corruption
         self.max_context = max_context
         self.decode_threads = decode_threads
         # Step s is conditioned on audio frame s + audio_shift (see the module docstring).
@@ -256,7 +264,12 @@ class MotionLM(nn.Module):
         if drop is None and self.training and self.cfg_dropout > 0:
             drop = torch.rand(codes.shape[0], device=codes.device) < self.cfg_dropout
         cond = self._conditioning(audio, style_vec, sequence.shape[-1], lengths, drop)
-        x = self.in_drop(self._embed_inputs(sequence) + cond)
+        inputs = sequence
+        if self.training and self.token_corruption > 0:
+            noise = torch.randint_like(sequence, self.codebook_size)
+            flip = (torch.rand(sequence.shape, device=sequence.device) < self.token_corruption) & valid
+            inputs = torch.where(flip, noise, sequence)
+        x = self.in_drop(self._embed_inputs(inputs) + cond)
         return LMOutput(self._trunk(x), valid), sequence
 
     def forward(

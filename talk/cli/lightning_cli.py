@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from talk.checkpoint_io import AtomicCheckpointIO
@@ -26,6 +28,23 @@ class TalkCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for name in ("motion_dim", "num_styles", "fps"):
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
+
+    def _parse_ckpt_path(self) -> None:
+        """Checkpoint hyperparameters define the model, but ``--model.*`` flags given explicitly still win.
+
+        LightningCLI rebuilds the model from the hyperparameters stored in ``--ckpt_path`` and lets them override
+        the parsed config, which silently dropped inference settings such as
+        ``talk test --ckpt_path best.ckpt --model.init_args.temperature=0.7``. The flags the user typed are
+        applied again on top, so what was asked for is what runs.
+        """
+        super()._parse_ckpt_path()
+        subcommand = self.config.get("subcommand")
+        if not subcommand or not self.config[subcommand].get("ckpt_path"):
+            return
+        overrides = _explicit_model_flags(sys.argv[1:])
+        if overrides:
+            overrides["class_path"] = self.config[subcommand]["model"]["class_path"]
+            self.config = self.parser.parse_object({subcommand: {"model": overrides}}, self.config)
 
     def instantiate_trainer(self, **kwargs: Any):  # noqa: ANN201 - Trainer
         trainer = super().instantiate_trainer(**kwargs)
@@ -86,10 +105,33 @@ class TalkCLI(LightningCLI):
         print(f"per-sequence metrics: {seq_path}")
 
 
+def _explicit_model_flags(argv: list[str]) -> dict[str, Any]:
+    """Nested dict of the ``--model.a.b=value`` / ``--model.a.b value`` flags in ``argv`` (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if not arg.startswith("--model."):
+            continue
+        key, eq, value = arg[len("--model."):].partition("=")
+        if not eq:
+            if i >= len(argv) or argv[i].startswith("--"):
+                continue
+            value = argv[i]
+            i += 1
+        node = out
+        *parents, leaf = key.split(".")
+        if not parents and leaf == "class_path":
+            continue  # the checkpoint decides the model class
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return out
+
+
 def run_lightning_cli(args: list[str] | None = None) -> None:
     """Runs ``talk fit|validate|test|predict``."""
-    import sys
-
     from lightning.pytorch import LightningDataModule
 
     from talk.models.base import TalkModule

@@ -8,8 +8,9 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
-from audio.align import interpolate_features
+from audio.align import resample_features
 from audio.encoder import AudioEncoder
+from audio.features import AudioFeatures
 from motion.lm import MotionLM
 from talk.data.batch import Batch
 from talk.errors import CheckpointError
@@ -19,6 +20,11 @@ from talk.models.base import TalkModule
 class AudioToMotionModule(TalkModule):
     """Audio encoder + MotionLM over the codes of a trained, frozen motion tokenizer.
 
+    Audio reaches the LM at the token rate: the encoder's features are resampled at fixed rate to the motion
+    frames (:func:`audio.align.resample_features`, causal, so streaming equals offline) and the ``stride`` motion
+    frames of each token are stacked, so the LM reads ``stride * audio_encoder.output_dim`` features per token
+    frame and loses none of the motion-rate detail to downsampling.
+
     Training is teacher-forced cross-entropy on the tokenizer's codes (logged per codebook). Validation also
     generates motion every ``val_generate_every`` epochs and reports LVE/FDD; ``talk test`` generates with the
     sampling settings below.
@@ -26,7 +32,7 @@ class AudioToMotionModule(TalkModule):
     Args:
         audio_encoder: Waveform encoder.
         lm: Factory of the language model, called as
-            ``lm(num_codebooks, codebook_size, audio_encoder.output_dim, num_styles=num_styles)``.
+            ``lm(num_codebooks, codebook_size, stride * audio_encoder.output_dim, num_styles=num_styles)``.
         tokenizer_checkpoint: ``talk fit`` checkpoint of a ``TokenizerModule`` (frozen here; its weights are also
             stored in this model's checkpoints).
         motion_dim: ``V * 3`` (linked from the data); must match the tokenizer's.
@@ -79,7 +85,7 @@ class AudioToMotionModule(TalkModule):
         self.tokenizer = tok.tokenizer.eval().requires_grad_(False)
         self.audio_encoder = audio_encoder
         q = self.tokenizer
-        self.lm = lm(q.num_quantizers, q.codebook_size, audio_encoder.output_dim, num_styles=num_styles)
+        self.lm = lm(q.num_quantizers, q.codebook_size, q.stride * audio_encoder.output_dim, num_styles=num_styles)
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "cfg_scale": cfg_scale,
@@ -95,9 +101,15 @@ class AudioToMotionModule(TalkModule):
         """Audio features aligned to the token rate: ``[B, Tq, D]`` and the token counts ``[B]``."""
         stride = self.tokenizer.stride
         tokens = torch.div(num_frames + stride - 1, stride, rounding_mode="floor")
-        features = self.audio_encoder(audio, audio_lengths)
-        aligned = interpolate_features(features, tokens, fps=self.fps / stride)
-        return aligned.x, tokens
+        return self.token_features(self.audio_encoder(audio, audio_lengths), tokens), tokens
+
+    def token_features(self, features: AudioFeatures, tokens: Tensor | int) -> Tensor:
+        """Encoder features -> LM input ``[B, Tq, stride * D]`` (token frame q stacks motion frames qs..qs+s-1)."""
+        stride = self.tokenizer.stride
+        counts = tokens * stride
+        x = resample_features(features, counts, fps=self.fps).x
+        b, t, d = x.shape
+        return x.reshape(b, t // stride, stride * d)
 
     def _loss(self, batch: Batch) -> tuple[Tensor, Tensor]:
         b, t = batch.motion.shape[:2]

@@ -164,3 +164,28 @@ def test_biwi_mask_short_audio_has_no_empty_rows() -> None:
     assert biwi_alignment_mask(0, 3).shape == (0, 3)
     with pytest.raises(ValueError, match="num_audio_frames"):
         biwi_alignment_mask(3, 0)
+
+
+def test_resample_features_reads_fixed_rate_positions() -> None:
+    from audio.align import resample_features
+
+    ramp = torch.arange(10, dtype=torch.float32)[None, :, None].repeat(2, 1, 3)  # value = audio frame index
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    mask[1, 6:] = False
+    out = resample_features(AudioFeatures(ramp, mask, frame_rate=50.0), [8, 8], fps=30)
+    expected = torch.arange(8, dtype=torch.float32) * 50 / 30
+    assert torch.allclose(out.x[0, :, 0], expected.clamp(max=9))
+    assert torch.allclose(out.x[1, :, 0], expected.clamp(max=5))  # clamped to the last valid frame
+    assert out.frame_rate == 30.0 and out.mask.all()
+
+
+def test_resample_features_is_causal() -> None:
+    """Frame t depends on audio frames <= ceil(t * rate / fps) only: a growing stream gives the same prefix."""
+    from audio.align import resample_features
+
+    x = torch.randn(1, 40, 4)
+    full = resample_features(AudioFeatures(x, torch.ones(1, 40, dtype=torch.bool), 50.0), 24, fps=30).x
+    for t in range(24):
+        need = -(-t * 50 // 30) + 1
+        part = AudioFeatures(x[:, :need], torch.ones(1, need, dtype=torch.bool), 50.0)
+        assert torch.allclose(resample_features(part, t + 1, fps=30).x[0, t], full[0, t])

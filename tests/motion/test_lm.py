@@ -244,3 +244,28 @@ def test_input_errors_are_clear():
         model.stream([audio], STYLE, temperature=-1.0)
     with pytest.raises(MotionLMInputError, match="batch"):
         list(model.stream([audio[:1]], STYLE))
+
+
+def test_token_corruption_changes_only_training_inputs():
+    model = make(dropout=0.0, cfg_dropout=0.0, token_corruption=0.5)
+    audio, codes = data()
+    reference = make(dropout=0.0, cfg_dropout=0.0)
+    reference.load_state_dict(model.state_dict())
+    # Eval mode never corrupts: identical logits to an uncorrupted twin.
+    assert torch.equal(model(codes, audio, STYLE).logits, reference(codes, audio, STYLE).logits)
+    model.train()
+    reference.train()
+    torch.manual_seed(3)
+    corrupted = model.loss(codes, audio, STYLE)[0]
+    clean = reference.loss(codes, audio, STYLE)[0]
+    assert not torch.isclose(corrupted, clean)  # the inputs were replaced...
+    # ...but only the inputs: the first step reads BOS alone, so its logits are untouched by corruption.
+    torch.manual_seed(3)
+    first = model(codes, audio, STYLE).logits[:, :, 0]
+    assert torch.allclose(first, reference(codes, audio, STYLE).logits[:, :, 0], atol=1e-6)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0])
+def test_token_corruption_must_be_a_probability(value):
+    with pytest.raises(ValueError, match="token_corruption"):
+        make(token_corruption=value)

@@ -96,6 +96,28 @@ def test_fit_writes_checkpoints_and_test_writes_metrics(trained, synth_root):
     assert (run / "metrics_per_sequence.csv").read_text().count("\n") == 5
 
 
+def test_explicit_model_flags_override_checkpoint_hyperparameters(trained, synth_root):
+    """`talk test --ckpt_path X --model.init_args.K=V` runs with V, not with the value stored in X."""
+    run, config = trained
+    common = ["test", "-c", str(config), *small_overrides(synth_root, run), "--trainer.logger=false",
+              f"--ckpt_path={ckpt_dir(run) / 'last.ckpt'}"]  # fmt: skip
+    talk(*common, cwd=run)
+    averaged = json.loads((run / "metrics.json").read_text())["metrics"]["model"]
+    talk(*common, "--model.init_args.test_condition", "SYN_01_F", cwd=run)
+    conditioned = json.loads((run / "metrics.json").read_text())["metrics"]["model"]
+    assert conditioned["mve"] != averaged["mve"]  # unseen test subjects now speak in SYN_01_F's style
+
+
+def test_explicit_model_flags_parser():
+    from talk.cli.lightning_cli import _explicit_model_flags
+
+    argv = ["test", "-c", "x.yaml", "--model.init_args.temperature=0.7", "--trainer.max_epochs=3",
+            "--model.init_args.lm.init_args.top_k", "5", "--model.class_path=foo", "--model.init_args.greedy=false"]  # fmt: skip
+    assert _explicit_model_flags(argv) == {
+        "init_args": {"temperature": 0.7, "lm": {"init_args": {"top_k": 5}}, "greedy": False}
+    }
+
+
 def test_resume_from_last_checkpoint(trained, synth_root):
     run, config = trained
     last = ckpt_dir(run) / "last.ckpt"
