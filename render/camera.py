@@ -159,28 +159,46 @@ class Camera:
         up: Sequence[float] | Tensor = (0.0, 1.0, 0.0),
         fov_deg: float = 20.0,
         image_size: tuple[int, int] = (512, 512),
+        orthographic: bool = False,
+        view_height: float | None = None,
     ) -> Camera:
-        """Perspective camera(s) at ``eye`` looking at ``target``.
+        """Perspective or orthographic camera(s) at ``eye`` looking at ``target``.
 
         Args:
             eye: camera centre, a 3-vector or ``[B,3]``, metres.
             target: point the camera looks at, a 3-vector or ``[B,3]``.
             up: approximate world up direction.
-            fov_deg: vertical field of view in degrees.
+            fov_deg: vertical field of view in degrees (perspective only).
             image_size: ``(H, W)`` in pixels.
+            orthographic: project orthographically; ``view_height`` then sets the scale.
+            view_height: height in metres that the orthographic image spans (``focal = H / view_height``);
+                required with ``orthographic=True``, ignored otherwise.
 
         Returns:
             A :class:`Camera` with ``B = max(len(eye), len(target))`` cameras.
         """
-        if not 0.0 < fov_deg < 180.0:
+        if orthographic:
+            if view_height is None or not view_height > 0:
+                raise ValueError(
+                    f"Camera.look_at: an orthographic camera needs a positive `view_height` in metres, "
+                    f"got {view_height}."
+                )
+        elif not 0.0 < fov_deg < 180.0:
             raise ValueError(f"Camera.look_at: `fov_deg` must be in (0, 180), got {fov_deg}.")
         eye_t, target_t, up_t = _as_batched(eye, "eye"), _as_batched(target, "target"), _as_batched(up, "up")
         eye_t, target_t = torch.broadcast_tensors(eye_t, target_t)
         R = _look_rotation(eye_t - target_t, up_t)
         T = -(R @ eye_t[..., None])[..., 0]
-        focal = image_size[0] / 2.0 / math.tan(math.radians(fov_deg) / 2.0)
+        if orthographic:
+            focal = image_size[0] / float(view_height)
+        else:
+            focal = image_size[0] / 2.0 / math.tan(math.radians(fov_deg) / 2.0)
         return Camera(
-            R=R.float(), T=T.float(), focal=focal, image_size=(int(image_size[0]), int(image_size[1]))
+            R=R.float(),
+            T=T.float(),
+            focal=focal,
+            image_size=(int(image_size[0]), int(image_size[1])),
+            orthographic=orthographic,
         )
 
 
