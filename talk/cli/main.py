@@ -1,8 +1,8 @@
 """The ``talk`` command.
 
 ``talk fit|validate|test|predict`` are LightningCLI subcommands (every constructor argument of the configured
-model and data is an option; see ``talk fit --help``). ``talk data ...`` and ``talk animate`` are plain commands
-in the same entry point.
+model and data is an option; see ``talk fit --help``). ``talk data ...``, ``talk animate`` and ``talk report``
+are plain commands in the same entry point.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ commands:
   test       evaluate and write metrics:   talk test -c CONFIG --ckpt_path CKPT
   predict    run prediction:               talk predict -c CONFIG --ckpt_path CKPT
   data       datasets:                     talk data synth --out data/synthetic
+                                           talk data vocaset --raw VOCASET_DOWNLOAD --out data/vocaset
+  report     compare test runs:            talk report RUN_DIR [RUN_DIR ...] --out report
   animate    wav -> mp4 of a talking face: talk animate --audio in.wav --checkpoint CKPT --output out.mp4
 
 Run `talk <command> --help` for the options of each command.
@@ -59,8 +61,25 @@ def _data_command(argv: list[str]) -> None:
     synth.add_argument(
         "--sample-rate", type=int, default=16000, help="audio sample rate in Hz (default 16000)"
     )
+    vocaset = sub.add_parser(
+        "vocaset",
+        help="convert the VOCASET release files to the processed layout",
+        description="Convert the VOCASET release (data_verts.npy, raw_audio_fixed.pkl, subj_seq_to_idx.pkl, "
+        "templates.pkl) to the processed layout: wav/, vertices_npy/ (60 fps), templates.pkl. Streams "
+        "data_verts.npy one sequence at a time; re-running skips finished files and never overwrites a "
+        "different file unless --overwrite is given.",
+    )
+    vocaset.add_argument("--raw", required=True, help="folder holding the four VOCASET release files")
+    vocaset.add_argument("--out", required=True, help="output directory (processed layout)")
+    vocaset.add_argument("--subjects", nargs="+", default=None, help="subjects to convert (default: all)")
+    vocaset.add_argument(
+        "--overwrite", action="store_true", help="replace existing outputs whose content differs"
+    )
+    vocaset.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     args = parser.parse_args(argv)
-    if args.command == "synth":
+    if args.command == "vocaset":
+        _convert_vocaset(args)
+    elif args.command == "synth":
         from talk.data.synthetic import synthesize_dataset
 
         if args.speakers < 1 or args.sentences < 1:
@@ -77,6 +96,28 @@ def _data_command(argv: list[str]) -> None:
             f"wrote {summary.n_sequences} sequences ({summary.total_seconds:.0f} s of speech) from "
             f"{len(summary.subjects)} speakers to {summary.out_dir} in {summary.elapsed_seconds:.1f} s"
         )
+
+
+def _convert_vocaset(args: argparse.Namespace) -> None:
+    from talk.data.vocaset_raw import VocasetConversionWarning, convert_vocaset
+
+    with warnings.catch_warnings():
+        # the summary lists every warning once, after the progress bar
+        warnings.simplefilter("ignore", VocasetConversionWarning)
+        summary = convert_vocaset(
+            args.raw,
+            args.out,
+            subjects=args.subjects,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+    for message in summary.warnings:
+        print(f"warning: {message}", file=sys.stderr)
+    print(
+        f"{summary.written} sequences written, {summary.skipped} skipped (already converted) for "
+        f"{len(summary.subjects)} subjects: {summary.frames} frames at 60 fps, {summary.audio_seconds:.0f} s of "
+        f"audio, {len(summary.warnings)} warnings; {summary.out_dir} in {summary.elapsed_seconds:.1f} s"
+    )
 
 
 def _animate_command(argv: list[str]) -> None:
@@ -130,6 +171,10 @@ def main(argv: list[str] | None = None) -> None:
             _data_command(rest)
         elif command == "animate":
             _animate_command(rest)
+        elif command == "report":
+            from talk.cli.report import report_command
+
+            report_command(rest)
         else:
             print(f"talk: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
             sys.exit(2)

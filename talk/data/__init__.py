@@ -13,6 +13,10 @@ _EXPORTS = {
     "Sample": "talk.data.batch",
     "collate": "talk.data.batch",
     "VocasetDataModule": "talk.data.vocaset",
+    "BiwiDataModule": "talk.data.biwi",
+    "ManifestDataModule": "talk.data.manifest",
+    "convert_vocaset": "talk.data.vocaset_raw",
+    "ConversionSummary": "talk.data.vocaset_raw",
 }
 
 __all__ = sorted(_EXPORTS)
