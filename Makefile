@@ -7,7 +7,7 @@ STAMP := $(VENV)/.talk-installed
 # multi-GB CUDA build as a dependency of lightning/transformers.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test test-pytorch3d lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,31 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/pytest tests
+
+# pytorch3d backend: pytorch3d has no build for the CPU torch of $(VENV), so its parity tests run in a second venv
+# with a pytorch3d-compatible torch (a CUDA build that also runs on the CPU). Built once, like `setup`; only the
+# runtime deps of render/ (and the procedural face the tests render) are installed, not the training stack.
+P3D_VENV ?= .venv-p3d
+P3D_PY := $(P3D_VENV)/bin/python
+P3D_STAMP := $(P3D_VENV)/.talk-p3d-installed
+P3D_TORCH_SPEC ?= torch==2.12.1
+P3D_SPEC ?= easypytorch3d==0.7.9.post1
+P3D_DEPS := iopath numpy scipy numba ffmpeg-python imageio-ffmpeg pytest pytest-timeout
+
+$(P3D_PY):
+	$(PYTHON) -m venv $(P3D_VENV)
+
+# torch first (its own resolve), then repeated as a pin so that resolving pytorch3d and the deps cannot swap it.
+$(P3D_STAMP): $(P3D_PY) pyproject.toml
+	$(P3D_PY) -m pip install --disable-pip-version-check "$(P3D_TORCH_SPEC)"
+	$(P3D_PY) -m pip install --disable-pip-version-check "$(P3D_TORCH_SPEC)" "$(P3D_SPEC)" $(P3D_DEPS)
+	$(P3D_PY) -m pip install --disable-pip-version-check --no-deps -e .
+	@touch $(P3D_STAMP)
+
+# TALK_REQUIRE_PYTORCH3D turns the test module's import skip into a failure: in this venv a skip means breakage.
+test-pytorch3d: $(P3D_STAMP)
+	TALK_REQUIRE_PYTORCH3D=1 OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} \
+		$(P3D_PY) -m pytest -rs tests/render/test_pytorch3d_parity.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

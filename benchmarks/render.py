@@ -8,7 +8,10 @@ Measured in one run:
   Blinn-Phong shading) at each size;
 * the baseline: a naive vectorised pure-torch rasterizer (per-face bounding-box candidate pixels, scatter-min
   z-buffer) followed by the torch reference shading of ``render.shading``, on the same mesh and camera;
-* end to end: render + shade + ``to_uint8`` + H.264 encoding through ``VideoWriter`` into a temporary mp4.
+* end to end: render + shade + ``to_uint8`` + H.264 encoding through ``VideoWriter`` into a temporary mp4;
+* when pytorch3d is importable (run it with ``.venv-p3d/bin/python``, built by ``make test-pytorch3d``):
+  ``Pytorch3DRenderer.render`` on the CPU at each size, same mesh, camera and shading (a few calls only: it takes
+  seconds per frame). Otherwise the script says that pytorch3d is not installed.
 
 The mesh is procedural (a displaced cube-sphere, ~5000 vertices / ~10000 faces, head-sized in metres), so the
 benchmark does not depend on ``motion/``.
@@ -34,6 +37,7 @@ import torch.nn.functional as F_
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from render.camera import Camera, fit_camera  # noqa: E402
+from render.pytorch3d_backend import Pytorch3DRenderer  # noqa: E402  (imports pytorch3d lazily)
 from render.rasterizer import TorchRasterizer, rasterize, to_uint8  # noqa: E402
 from render.shading import DEFAULT_ALBEDO, blinn_phong, interpolate, vertex_normals  # noqa: E402
 from render.video import VideoWriter  # noqa: E402
@@ -179,6 +183,50 @@ def first_call_seconds(cache_dir: str) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def pytorch3d_figures(
+    verts: torch.Tensor,
+    faces: torch.Tensor,
+    sizes: list[int],
+    repeats: int,
+    render_times: dict[int, tuple[float, float, float]],
+) -> None:
+    """Print ``Pytorch3DRenderer`` (pytorch3d's CPU rasterizer + our shading) frames/s at each size."""
+    try:
+        p3d = Pytorch3DRenderer()
+    except ImportError:
+        print(
+            "pytorch3d: not installed in this environment (run with .venv-p3d/bin/python, built by "
+            "`make test-pytorch3d`)"
+        )
+        return
+    import pytorch3d
+
+    print(f"pytorch3d {pytorch3d.__version__} (torch {torch.__version__}) on the CPU, same mesh and shading:")
+    # the first call pays one-off allocation and dispatch costs: pay them on a small image, not a timed size
+    p3d.render(verts, faces, fit_camera(verts, image_size=(32, 32)))
+    for size in sizes:
+        camera = fit_camera(verts, image_size=(size, size))
+        frames = [animate(verts, i / 25) for i in range(max(repeats, 1))]
+        wall, cpu = [], []
+        for frame in frames:
+            c0, t0 = time.process_time(), time.perf_counter()
+            p3d.render(frame, faces, camera)
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        timing = (float(np.median(wall)), float(min(wall)), float(np.median(cpu)))
+        med, best, cpu_med = timing
+        # its own line format: report()'s one decimal would print 0.0 fps
+        print(
+            f"{size}x{size}: pytorch3d raster + shade {1 / med:.3f} fps (best {1 / best:.3f}, {len(frames)} "
+            f"calls)  {med:.2f} s wall, {cpu_med:.2f} s CPU per frame"
+        )
+        if size in render_times:
+            ours = render_times[size]
+            print(
+                f"  TorchRasterizer is {timing[0] / ours[0]:.0f}x faster wall, {timing[2] / ours[2]:.0f}x CPU"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
@@ -187,6 +235,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=THREADS, help="numba threads (and torch's by default)")
     parser.add_argument("--torch-threads", type=int, default=None, help="torch threads if not --threads")
     parser.add_argument("--skip-jit", action="store_true", help="skip the fresh-process JIT measurements")
+    parser.add_argument(
+        "--pytorch3d-repeats", type=int, default=2, help="timed pytorch3d calls per size (0 skips pytorch3d)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.torch_threads or args.threads)
     numba.set_num_threads(args.threads)
@@ -204,6 +255,7 @@ def main() -> None:
         print(f"numba first call: {cold:.2f} s cold (JIT compile), {warm:.2f} s with cache=True hit")
 
     renderer = TorchRasterizer()
+    render_times: dict[int, tuple[float, float, float]] = {}
     for size in args.sizes:
         camera = fit_camera(verts, image_size=(size, size))
         uvz = camera.project(verts)
@@ -221,6 +273,7 @@ def main() -> None:
 
         raster_t = timed(raster_only, args.repeats)
         render_t = timed(render_shade, args.repeats)
+        render_times[size] = render_t
         base_t = timed(baseline, max(3, args.repeats // 6))
         coverage = float(rasterize(uvz, faces, camera.image_size).mask.float().mean())
         print(f"{size}x{size} (mesh covers {coverage:.0%} of the pixels); fps from the median call:")
@@ -246,6 +299,8 @@ def main() -> None:
             f"{total:.2f} s; CPU per frame: {cpu / args.frames * 1e3:.1f} ms python + "
             f"{ffmpeg_cpu / args.frames * 1e3:.1f} ms ffmpeg)"
         )
+    if args.pytorch3d_repeats > 0:
+        pytorch3d_figures(verts, faces, args.sizes, args.pytorch3d_repeats, render_times)
     print(
         f"load average (1 min) at start {load0:.2f}, at end {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
     )

@@ -9,11 +9,15 @@ from render.differentiable import (
     soft_silhouette,
 )
 from render.export import MeshExportError, export_meshes
+from render.pytorch3d_backend import Pytorch3DNotInstalledError, Pytorch3DRenderer, to_pytorch3d_cameras
 from render.rasterizer import Fragments, MeshRenderer, RenderOutput, TorchRasterizer, rasterize, to_uint8
 from render.shading import blinn_phong, interpolate, lambert, vertex_normals
 from render.video import VideoInfo, VideoWriter, probe_video
 
 __all__ = [
+    "Pytorch3DNotInstalledError",
+    "Pytorch3DRenderer",
+    "to_pytorch3d_cameras",
     "Camera",
     "fit_camera",
     "ComparisonRenderer",
