@@ -21,6 +21,10 @@ class AnimationResult:
     fps: float
     seconds: float
     elapsed: float
+    first_frame_latency: float | None = None  # streaming only: compute time from an audio chunk to its frames
+    algorithmic_latency: float | None = None  # streaming only: audio a frame waits for after its own time
+    meshes: Path | None = None
+    lve_mm: float | None = None  # with ground truth: rooted max-lip-error over frames (ARTalk LVE-mm)
 
 
 def animate(
@@ -31,21 +35,37 @@ def animate(
     size: int = 512,
     view: str = "front",
     device: str = "cpu",
-    chunk: int = 16,
+    stream: bool = False,
+    chunk_seconds: float = 0.2,
+    export_meshes: str | Path | None = None,
+    mesh_format: str = "obj",
+    ground_truth: str | Path | None = None,
+    ground_truth_fps: float | None = None,
+    overwrite: bool = False,
 ) -> AnimationResult:
     """Animates speech with a trained model and writes an H.264/AAC mp4.
 
-    Frames are rendered and streamed to ffmpeg in chunks, so memory does not grow with the audio length.
+    Frames are rendered one at a time and streamed to ffmpeg, so memory does not grow with the audio length
+    (and one-frame batches are the renderer's fastest path on a CPU).
 
     Args:
         audio: Speech file (any format, rate and channel count that ``audio.load_audio`` reads).
         checkpoint: ``talk fit`` checkpoint.
         output: Output ``.mp4``.
         subject: Subject whose template and style drive the face (default: the first training subject).
-        size: Frame width and height in pixels.
+        size: Frame height (and panel width) in pixels.
         view: ``front`` or ``three_quarter``.
         device: Torch device for the model.
-        chunk: Frames rendered per batch.
+        stream: Generate while the audio is fed in ``chunk_seconds`` pieces, rendering each frame as soon as it
+            is decided (token models only); the result equals the offline animation with greedy decoding.
+        chunk_seconds: Audio per streamed chunk.
+        export_meshes: Folder to also write the mesh sequence to (see ``render.export_meshes``).
+        mesh_format: ``obj``, ``ply`` or ``npz``.
+        ground_truth: Optional ``.npy`` of ground-truth vertices (``[T, V*3]`` or ``[T, V, 3]``, VOCASET
+            layout): the video then shows prediction | ground truth | error heat map, with the LVE in a caption.
+        ground_truth_fps: Frame rate of ``ground_truth`` (default: the model's); 60 fps VOCASET files are
+            subsampled to the model's rate.
+        overwrite: Replace existing exported meshes.
     """
     from audio.io import load_audio
     from render import TorchRasterizer, VideoWriter, fit_camera, to_uint8
@@ -63,15 +83,91 @@ def animate(
         raise CheckpointError(
             f"{checkpoint} has no mesh faces; retrain with data.face_model_path pointing at the FLAME model file."
         )
-    vertices = model.animate(torch.from_numpy(wav), subject=subject)  # [T, V, 3]
     fps = float(model.fps)
     faces_t = torch.as_tensor(faces, dtype=torch.long)
-    camera = fit_camera(vertices, image_size=(size, size), view=view)
-    renderer = TorchRasterizer()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
+    streamer = None
+    if stream:
+        from talk.streaming import StreamingAnimator
+
+        streamer = StreamingAnimator(model, subject=subject, chunk_seconds=chunk_seconds)
+        pieces = streamer.stream_file(wav)
+        # the whole sequence is not known in advance: frame the neutral face, with room for the open jaw
+        camera = fit_camera(streamer.template, image_size=(size, size), view=view, margin=1.3)
+    else:
+        vertices = model.animate(torch.from_numpy(wav), subject=subject)  # [T, V, 3]
+        pieces = iter([vertices])
+        camera = fit_camera(vertices, image_size=(size, size), view=view)
+    gt = None if ground_truth is None else _load_ground_truth(ground_truth, ground_truth_fps, fps, faces_t)
+    renderer = TorchRasterizer()
+    comparer = None
+    if gt is not None:
+        from render.compare import ComparisonRenderer
+
+        comparer = ComparisonRenderer(panel_size=(size, size), view=view)
+        camera = comparer.fit_camera(gt)
+    done: list[torch.Tensor] = []
     with VideoWriter(output, fps=fps, audio=audio_path) as writer:
-        for i in range(0, vertices.shape[0], chunk):
-            writer.write(to_uint8(renderer.render(vertices[i : i + chunk], faces_t, camera)))
+        for piece in pieces:
+            piece = piece.cpu()
+            for i in range(piece.shape[0]):
+                frame = piece[i : i + 1]
+                if comparer is not None:
+                    t = sum(int(d.shape[0]) for d in done) + i
+                    truth = gt[min(t, gt.shape[0] - 1)][None]
+                    writer.write(comparer.compare(frame, truth, faces_t, camera, caption=subject or ""))
+                else:
+                    writer.write(to_uint8(renderer.render(frame, faces_t, camera)))
+            done.append(piece)
+    vertices = torch.cat(done)
     frames_total = int(vertices.shape[0])
-    return AnimationResult(output, frames_total, fps, frames_total / fps, time.perf_counter() - start)
+    meshes = None
+    if export_meshes is not None:
+        from render.export import export_meshes as write_meshes
+
+        write_meshes(vertices, faces_t, export_meshes, fmt=mesh_format, fps=fps, overwrite=overwrite)
+        meshes = Path(export_meshes)
+    lve_mm = None
+    if gt is not None:
+        n = min(frames_total, gt.shape[0])
+        lips = model.assets.get("regions", {}).get("lips")
+        err = ((vertices[:n] - gt[:n]) ** 2).sum(-1)
+        err = err[:, torch.as_tensor(lips)] if lips is not None else err
+        lve_mm = float(err.max(dim=1).values.mean().sqrt()) * 1000.0
+    return AnimationResult(
+        output,
+        frames_total,
+        fps,
+        frames_total / fps,
+        time.perf_counter() - start,
+        first_frame_latency=streamer.stats.first_frame_latency if streamer else None,
+        algorithmic_latency=streamer.latency_seconds() if streamer else None,
+        meshes=meshes,
+        lve_mm=lve_mm,
+    )
+
+
+def _load_ground_truth(path: str | Path, source_fps: float | None, fps: float, faces: torch.Tensor) -> torch.Tensor:
+    """Ground-truth vertices ``[T, V, 3]`` at the model's frame rate from a VOCASET-layout ``.npy``."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise TalkError(f"ground-truth file {path} not found.")
+    try:
+        array = np.load(path, mmap_mode="r")
+    except ValueError as err:
+        raise TalkError(f"ground-truth file {path} is not a .npy array ({err}).") from None
+    num_vertices = int(faces.max()) + 1
+    if array.ndim == 2 and array.shape[1] % 3 == 0:
+        array = array.reshape(array.shape[0], -1, 3)
+    if array.ndim != 3 or array.shape[1] != num_vertices or array.shape[2] != 3:
+        raise TalkError(
+            f"ground-truth file {path} has shape {tuple(array.shape)}; expected [T, {num_vertices} * 3] or "
+            f"[T, {num_vertices}, 3] vertices of this checkpoint's mesh."
+        )
+    step = (source_fps or fps) / fps
+    if abs(step - round(step)) > 1e-6 or round(step) < 1:
+        raise TalkError(f"--ground-truth-fps {source_fps} must be a whole multiple of the model's {fps} fps.")
+    return torch.from_numpy(np.asarray(array[:: int(round(step))], dtype=np.float32))

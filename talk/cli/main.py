@@ -41,6 +41,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         errors.append(AudioError)
     except ImportError:  # pragma: no cover - audio is part of the distribution
         pass
+    from audio.streaming import StreamingError
+    from render.export import MeshExportError
+
+    errors += [MeshExportError, StreamingError]
     return tuple(errors)
 
 
@@ -137,6 +141,25 @@ def _animate_command(argv: list[str]) -> None:
     )
     parser.add_argument("--view", default="front", choices=["front", "three_quarter"], help="camera view")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="generate while the audio is fed in chunks and render each frame as soon as it is decided "
+        "(token models: experiments/*/lm.yaml); prints the latency",
+    )
+    parser.add_argument("--chunk-seconds", type=float, default=0.2, help="audio per streamed chunk (default 0.2)")
+    parser.add_argument("--export-meshes", default=None, metavar="DIR", help="also write the mesh sequence to DIR")
+    parser.add_argument("--mesh-format", default="obj", choices=["obj", "ply", "npz"], help="format of --export-meshes")
+    parser.add_argument(
+        "--ground-truth",
+        default=None,
+        metavar="NPY",
+        help="ground-truth vertices (.npy, VOCASET layout): the video shows prediction | ground truth | error map",
+    )
+    parser.add_argument(
+        "--ground-truth-fps", type=float, default=None, help="frame rate of --ground-truth (default: the model's)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing exported meshes")
     args = parser.parse_args(argv)
     from talk.animate import animate
 
@@ -148,10 +171,27 @@ def _animate_command(argv: list[str]) -> None:
         size=args.size,
         view=args.view,
         device=args.device,
+        stream=args.stream,
+        chunk_seconds=args.chunk_seconds,
+        export_meshes=args.export_meshes,
+        mesh_format=args.mesh_format,
+        ground_truth=args.ground_truth,
+        ground_truth_fps=args.ground_truth_fps,
+        overwrite=args.overwrite,
     )
     print(
-        f"wrote {result.path} ({result.frames} frames at {result.fps:g} fps, {result.seconds:.2f} s, {result.elapsed:.1f} s to make)"
+        f"wrote {result.path} ({result.frames} frames at {result.fps:g} fps, {result.seconds:.2f} s, "
+        f"{result.elapsed:.1f} s to make)"
     )
+    if result.first_frame_latency is not None:
+        print(
+            f"streaming: first frame {1000 * result.first_frame_latency:.0f} ms after its audio chunk (compute); "
+            f"algorithmic latency {1000 * result.algorithmic_latency:.0f} ms"
+        )
+    if result.meshes is not None:
+        print(f"meshes: {result.meshes}")
+    if result.lve_mm is not None:
+        print(f"LVE-mm against the ground truth: {result.lve_mm:.3f} mm")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,57 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.talk.clitools import ROOT, small_overrides, talk
+
 CONFIGS = sorted((ROOT / "experiments").rglob("*.yaml"))
-ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONWARNINGS": "ignore"}
-
-
-def talk(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "talk.cli.main", *args], cwd=cwd, env=ENV, capture_output=True, text=True
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"talk {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc
-
-
-@pytest.fixture(scope="module")
-def synth_root(tmp_path_factory) -> Path:
-    """A small synthetic dataset with the configs' subject names (10 speakers x 2 sentences)."""
-    from talk.data.synthetic import synthesize_dataset
-
-    root = tmp_path_factory.mktemp("synthetic")
-    synthesize_dataset(root, speakers=10, sentences=2, seed=0, workers=1, progress=False)
-    return root
-
-
-def small_overrides(root: Path, run: Path) -> list[str]:
-    return [
-        f"--data.init_args.root={root}",
-        "--data.init_args.train_sentences=[1,2]",
-        "--data.init_args.val_sentences=[1,1]",
-        "--data.init_args.test_sentences=[1,1]",
-        f"--trainer.default_root_dir={run}",
-    ]
-
-
-@pytest.fixture(scope="module")
-def tokenizer_ckpt(synth_root, tmp_path_factory) -> Path:
-    """A motion tokenizer trained for one step (what experiments/*/lm.yaml builds on)."""
-    run = tmp_path_factory.mktemp("tokenizer")
-    config = ROOT / "experiments" / "synthetic" / "tokenizer.yaml"
-    talk("fit", "-c", str(config), *small_overrides(synth_root, run), "--trainer.max_epochs=1",
-         "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1", "--trainer.logger=false", cwd=run)  # fmt: skip
-    return run / "outputs" / "synthetic" / "tokenizer" / "checkpoints" / "last.ckpt"
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[str(c.relative_to(ROOT)) for c in CONFIGS])
@@ -143,6 +101,30 @@ def test_animate_writes_mp4_with_synced_h264_and_aac(trained, synth_root, tmp_pa
     assert abs(info.n_frames / 30.0 - duration) <= 1 / 30
     assert info.n_frames / 30.0 >= duration  # the whole utterance is shown
     assert abs(info.audio_duration - duration) < 0.25 / 30
+
+
+def test_animate_against_ground_truth_writes_a_comparison_video(trained, synth_root, tmp_path):
+    import trimesh
+
+    from render import probe_video
+
+    run, _ = trained
+    wav = synth_root / "wav" / "SYN_09_F_sentence01.wav"
+    truth = synth_root / "vertices_npy" / "SYN_09_F_sentence01.npy"  # 60 fps, VOCASET layout
+    out = tmp_path / "cmp.mp4"
+    proc = talk("animate", "--audio", str(wav), "--checkpoint", str(ckpt_dir(run) / "last.ckpt"), "--output", str(out),
+                "--size", "64", "--subject", "SYN_09_F", "--ground-truth", str(truth), "--ground-truth-fps", "60",
+                "--export-meshes", str(tmp_path / "m"), "--mesh-format", "ply", cwd=tmp_path)  # fmt: skip
+    assert "LVE-mm against the ground truth" in proc.stdout
+    info = probe_video(out)
+    assert info.height == 64 and info.width > 3 * 64  # prediction | ground truth | heat map | colour bar
+    frames = sorted((tmp_path / "m").glob("*.ply"))
+    assert len(frames) == info.n_frames
+    mesh = trimesh.load(frames[0], process=False)
+    assert mesh.vertices.shape[0] == np.load(truth).shape[1] // 3
+    again = talk("animate", "--audio", str(wav), "--checkpoint", str(ckpt_dir(run) / "last.ckpt"), "--output",
+                 str(out), "--size", "64", "--export-meshes", str(tmp_path / "m"), cwd=tmp_path, check=False)  # fmt: skip
+    assert again.returncode == 1 and "Traceback" not in again.stderr  # existing meshes are never overwritten silently
 
 
 @pytest.mark.parametrize("kind", ["missing", "empty", "not_audio", "nan"])

@@ -1,0 +1,95 @@
+"""Streaming animation with the flagship model equals offline animation; the streaming decoder is exact."""
+
+from __future__ import annotations
+
+import pytest
+import soundfile as sf
+import torch
+
+from motion.quantizer import ResidualVQ
+from motion.stream_decode import StreamingTokenDecoder, decoder_reach
+from motion.tokenizer import MotionTokenizer
+
+
+@pytest.mark.parametrize("stride", [1, 2, 4])
+@pytest.mark.parametrize("causal", [False, True])
+def test_streaming_decoder_equals_offline_decode(stride, causal):
+    torch.manual_seed(0)
+    quantizer = ResidualVQ(dim=8, num_quantizers=3, codebook_size=16)
+    tok = MotionTokenizer(motion_dim=12, latent_dim=8, hidden_dim=16, stride=stride, num_res_blocks=2,
+                          causal=causal, quantizer=quantizer).eval()  # fmt: skip
+    codes = torch.randint(0, 16, (2, 3, 23))
+    length = 23 * stride - (stride - 1)
+    reference = tok.decode(codes, length)
+    for chunk in (1, 3, 7):
+        decoder = StreamingTokenDecoder(tok)
+        parts = [decoder.push(codes[..., i : i + chunk]) for i in range(0, 23, chunk)]
+        parts.append(decoder.flush(length))
+        streamed = torch.cat(parts, dim=1)
+        assert streamed.shape == reference.shape
+        torch.testing.assert_close(streamed, reference, atol=1e-5, rtol=0)
+    left, right = decoder_reach(tok)
+    assert right == 1 if causal else right > 1  # causal: no future token beyond the margin
+    assert left > 1
+
+
+def test_streaming_decoder_emits_frames_after_its_right_reach():
+    torch.manual_seed(0)
+    quantizer = ResidualVQ(dim=8, num_quantizers=2, codebook_size=16)
+    tok = MotionTokenizer(motion_dim=6, latent_dim=8, hidden_dim=16, stride=2, num_res_blocks=1,
+                          quantizer=quantizer).eval()  # fmt: skip
+    decoder = StreamingTokenDecoder(tok)
+    codes = torch.randint(0, 16, (1, 2, 30))
+    emitted = [decoder.push(codes[..., i : i + 1]).shape[1] for i in range(30)]
+    first = next(i for i, n in enumerate(emitted) if n)
+    assert first == decoder.latency_tokens  # token 0's frames leave once `right` more tokens exist
+    assert all(n == 2 for n in emitted[first:])  # then one token's frames per token
+
+
+@pytest.mark.parametrize("chunk_seconds", [0.1, 0.37])
+def test_stream_equals_offline_animation(lm_ckpt, synth_root, chunk_seconds):
+    from talk.checkpoints import load_model
+    from talk.streaming import StreamingAnimator
+
+    torch.manual_seed(0)
+    model = load_model(lm_ckpt).eval()
+    wav, sr = sf.read(synth_root / "wav" / "SYN_09_F_sentence01.wav", dtype="float32")
+    wav = torch.from_numpy(wav[: int(1.3 * sr)])
+    offline = model.animate(wav, subject="SYN_01_F")
+    animator = StreamingAnimator(model, subject="SYN_01_F", chunk_seconds=chunk_seconds)
+    parts = list(animator.stream_file(wav))
+    streamed = torch.cat(parts)
+    assert len(parts) > 3  # frames really came out in pieces, before the end of the audio
+    assert streamed.shape == offline.shape
+    torch.testing.assert_close(streamed, offline, atol=1e-4, rtol=0)
+    stats = animator.stats
+    assert stats.frames == offline.shape[0] and stats.first_frame_latency is not None
+    assert 0 < animator.latency_seconds() < 2.0
+
+
+def test_stream_rejects_a_regression_checkpoint(tmp_path):
+    from talk.errors import CheckpointError
+    from talk.models.regression import RegressionModule
+    from talk.streaming import StreamingAnimator
+
+    with pytest.raises(CheckpointError, match="AudioToMotionModule"):
+        StreamingAnimator(RegressionModule.__new__(RegressionModule))
+
+
+def test_animate_stream_cli_writes_the_video_and_meshes(lm_ckpt, synth_root, tmp_path):
+    import numpy as np
+
+    from render import probe_video
+    from tests.talk.clitools import talk
+
+    wav = synth_root / "wav" / "SYN_10_M_sentence01.wav"
+    out = tmp_path / "stream.mp4"
+    proc = talk("animate", "--audio", str(wav), "--checkpoint", str(lm_ckpt), "--output", str(out), "--size", "64",
+                "--stream", "--export-meshes", str(tmp_path / "meshes"), "--mesh-format", "npz", cwd=tmp_path)  # fmt: skip
+    assert "first frame" in proc.stdout and "algorithmic latency" in proc.stdout
+    info = probe_video(out)
+    duration = sf.info(str(wav)).duration
+    assert info.video_codec == "h264" and info.audio_codec == "aac"
+    assert 0 <= info.n_frames / 30.0 - duration <= 1 / 30
+    meshes = np.load(tmp_path / "meshes" / "meshes.npz")
+    assert meshes["vertices"].shape[0] == info.n_frames
