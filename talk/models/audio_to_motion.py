@@ -12,6 +12,7 @@ from audio.align import resample_features
 from audio.encoder import AudioEncoder
 from audio.features import AudioFeatures
 from motion.lm import MotionLM
+from motion.tokenizer import MotionTokenizer
 from talk.data.batch import Batch
 from talk.errors import CheckpointError
 from talk.models.base import TalkModule
@@ -47,13 +48,15 @@ class AudioToMotionModule(TalkModule):
         greedy: Greedy decoding (overrides temperature / top-k / top-p).
         val_generate_every: Generate and compute LVE in validation every n epochs (0: never).
         test_condition: Training subject whose style drives unseen subjects; None averages all styles.
+        tokenizer: For use from Python (benchmarks, notebooks): a trained tokenizer object instead of
+            ``tokenizer_checkpoint``.
     """
 
     def __init__(
         self,
         audio_encoder: AudioEncoder,
         lm: Callable[[int, int, int], MotionLM],
-        tokenizer_checkpoint: str,
+        tokenizer_checkpoint: str | None = None,
         motion_dim: int = 15069,
         num_styles: int = 8,
         fps: float = 30.0,
@@ -66,23 +69,15 @@ class AudioToMotionModule(TalkModule):
         greedy: bool = True,
         val_generate_every: int = 5,
         test_condition: str | None = None,
+        tokenizer: MotionTokenizer | None = None,
     ) -> None:
         super().__init__(motion_dim=motion_dim, num_styles=num_styles, fps=fps, test_condition=test_condition)
-        self.save_config(["audio_encoder", "lm", "optimizer", "scheduler"])
-        from talk.checkpoints import load_model
-        from talk.models.tokenizer import TokenizerModule
-
-        tok = load_model(tokenizer_checkpoint)
-        if not isinstance(tok, TokenizerModule):
-            raise CheckpointError(
-                f"tokenizer_checkpoint {tokenizer_checkpoint} holds a {type(tok).__name__}, not a TokenizerModule."
-            )
-        if tok.motion_dim != motion_dim:
-            raise CheckpointError(
-                f"tokenizer_checkpoint {tokenizer_checkpoint} was trained on motion_dim={tok.motion_dim} but the data "
-                f"has {motion_dim}; train the tokenizer on the same dataset."
-            )
-        self.tokenizer = tok.tokenizer.eval().requires_grad_(False)
+        self.save_config(["audio_encoder", "lm", "optimizer", "scheduler", "tokenizer"])
+        if tokenizer is None:
+            tokenizer = self._load_tokenizer(tokenizer_checkpoint, motion_dim)
+        elif tokenizer.motion_dim != motion_dim:
+            raise CheckpointError(f"tokenizer has motion_dim={tokenizer.motion_dim}, the model {motion_dim}.")
+        self.tokenizer = tokenizer.eval().requires_grad_(False)
         self.audio_encoder = audio_encoder
         q = self.tokenizer
         self.lm = lm(q.num_quantizers, q.codebook_size, q.stride * audio_encoder.output_dim, num_styles=num_styles)
@@ -91,6 +86,23 @@ class AudioToMotionModule(TalkModule):
         self.sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "cfg_scale": cfg_scale,
                          "greedy": greedy}  # fmt: skip
         self.val_generate_every = val_generate_every
+
+    @staticmethod
+    def _load_tokenizer(path: str | None, motion_dim: int) -> MotionTokenizer:
+        from talk.checkpoints import load_model
+        from talk.models.tokenizer import TokenizerModule
+
+        if path is None:
+            raise CheckpointError("AudioToMotionModule needs tokenizer_checkpoint (a `talk fit` tokenizer checkpoint).")
+        tok = load_model(path)
+        if not isinstance(tok, TokenizerModule):
+            raise CheckpointError(f"tokenizer_checkpoint {path} holds a {type(tok).__name__}, not a TokenizerModule.")
+        if tok.motion_dim != motion_dim:
+            raise CheckpointError(
+                f"tokenizer_checkpoint {path} was trained on motion_dim={tok.motion_dim} but the data has "
+                f"{motion_dim}; train the tokenizer on the same dataset."
+            )
+        return tok.tokenizer
 
     def train(self, mode: bool = True) -> AudioToMotionModule:
         super().train(mode)
