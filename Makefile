@@ -7,7 +7,7 @@ STAMP := $(VENV)/.talk-installed
 # multi-GB CUDA build as a dependency of lightning/transformers.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test test-pytorch3d lint clean
+.PHONY: setup demo demo-flagship test test-pytorch3d lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ setup: $(STAMP)
 
 demo: setup
 	$(PY) -m talk.demo
+
+# The flagship (RVQ tokenizer + MotionLM) end to end; `make demo` picks it by itself when a GPU is present.
+demo-flagship: setup
+	$(PY) -m talk.demo --model flagship
 
 test: setup
 	$(VENV)/bin/pytest tests

@@ -35,7 +35,8 @@ class RegressionModule(TalkModule):
         num_styles: Number of training speakers (linked from the data).
         optimizer: Optimizer factory.
         scheduler: Optional learning-rate scheduler factory (stepped per epoch).
-        basis_components: Size of the PCA output basis, or None for direct ``V * 3`` regression.
+        basis_components: Size of the PCA output basis (at most ``motion_dim``: larger values are clamped), or None
+            for direct ``V * 3`` regression.
         basis_frames: Training frames sampled (evenly) to compute the basis.
         offset_scale: Metres per unit of the generator's output; losses are computed in these units, so they are
             O(1) regardless of the mesh scale.
@@ -62,7 +63,9 @@ class RegressionModule(TalkModule):
     ) -> None:
         super().__init__(motion_dim=motion_dim, num_styles=num_styles, fps=fps, test_condition=test_condition)
         self.save_config(["audio_encoder", "generator", "optimizer", "scheduler"])
-        if basis_components is not None and not 0 < basis_components <= motion_dim:
+        if basis_components is not None and basis_components > motion_dim:
+            basis_components = motion_dim  # a basis never needs more components than the motion has dimensions
+        if basis_components is not None and not 0 < basis_components:
             raise ValueError(
                 f"basis_components={basis_components} must be in [1, motion_dim={motion_dim}] or None."
             )

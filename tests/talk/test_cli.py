@@ -14,13 +14,62 @@ from tests.talk.clitools import ROOT, small_overrides, talk
 CONFIGS = sorted((ROOT / "experiments").rglob("*.yaml"))
 
 
+@pytest.fixture(scope="session")
+def tiny_wav2vec2(tmp_path_factory) -> Path:
+    """A randomly initialised tiny wav2vec2 saved like a hub snapshot (the hub is never reached in tests)."""
+    import torch
+    import transformers
+
+    path = tmp_path_factory.mktemp("wav2vec2")
+    torch.manual_seed(0)
+    config = transformers.Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                         intermediate_size=64, conv_dim=(32,) * 7)  # fmt: skip
+    transformers.Wav2Vec2Model(config).save_pretrained(path)
+    transformers.Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(path)
+    return path
+
+
+def _dataset_overrides(config: Path, tmp: Path) -> list[str]:
+    """Miniature copies of the dataset a config names (VOCASET or BIWI layouts), with one sentence per split."""
+    from talk.data.biwi import BIWI_SUBJECTS, BIWI_TRAIN
+    from talk.data.vocaset import VOCASET_TEST, VOCASET_TRAIN, VOCASET_VAL
+    from tests.talk.miniature import write_biwi_miniature, write_miniature
+
+    dataset = config.parent.name
+    root = tmp / f"data_{dataset}"
+    if dataset == "vocaset":
+        if not root.exists():
+            write_miniature(root, {s: 1 for s in VOCASET_TRAIN + VOCASET_VAL + VOCASET_TEST}, seconds=0.5)
+        return [f"--data.init_args.root={root}", "--data.init_args.face_model_path=null",
+                f"--data.init_args.regions_path={root / 'FLAME_masks.pkl'}", "--data.init_args.train_sentences=[1,1]",
+                "--data.init_args.val_sentences=[1,1]", "--data.init_args.test_sentences=[1,1]"]  # fmt: skip
+    if not root.exists():
+        write_biwi_miniature(root, BIWI_SUBJECTS, sentences=[1, 2, 3], seconds=0.5)
+    assert set(BIWI_TRAIN) < set(BIWI_SUBJECTS)
+    return [f"--data.init_args.root={root}", "--data.init_args.train_sentences=[1,1]",
+            "--data.init_args.val_sentences=[2,2]", "--data.init_args.test_sentences=[3,3]"]  # fmt: skip
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=[str(c.relative_to(ROOT)) for c in CONFIGS])
 def test_fast_dev_run_every_config(config, synth_root, tmp_path, request):
+    text = config.read_text()
+    if config.parent.name == "synthetic":
+        data = small_overrides(synth_root, tmp_path)
+    else:  # real-dataset configs: miniature replicas of their layouts, a local tiny model for the hub name
+        data = [*_dataset_overrides(config, tmp_path), f"--trainer.default_root_dir={tmp_path}"]
     extra = []
-    if "tokenizer_checkpoint" in config.read_text():
-        extra.append(f"--model.init_args.tokenizer_checkpoint={request.getfixturevalue('tokenizer_ckpt')}")
-    talk("fit", "-c", str(config), "--trainer.fast_dev_run=true", *small_overrides(synth_root, tmp_path), *extra,
-         cwd=tmp_path)  # fmt: skip
+    if "HFSpeechEncoder" in text:
+        extra.append(f"--model.init_args.audio_encoder.init_args.name_or_path={request.getfixturevalue('tiny_wav2vec2')}")
+    if "tokenizer_checkpoint" in text:
+        if config.parent.name == "synthetic":
+            tokenizer = request.getfixturevalue("tokenizer_ckpt")
+        else:  # a tokenizer of the same dataset: its motion size must match
+            stage1 = config.parent / "tokenizer.yaml"
+            talk("fit", "-c", str(stage1), *data, "--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
+                 "--trainer.limit_val_batches=1", "--trainer.logger=false", cwd=tmp_path)  # fmt: skip
+            tokenizer = tmp_path / "outputs" / config.parent.name / "tokenizer" / "checkpoints" / "last.ckpt"
+        extra.append(f"--model.init_args.tokenizer_checkpoint={tokenizer}")
+    talk("fit", "-c", str(config), "--trainer.fast_dev_run=true", *data, *extra, cwd=tmp_path)
 
 
 @pytest.fixture(scope="module")
