@@ -48,6 +48,11 @@ class AudioToMotionModule(TalkModule):
         greedy: Greedy decoding (overrides temperature / top-k / top-p).
         val_generate_every: Generate and compute LVE in validation every n epochs (0: never).
         test_condition: Training subject whose style drives unseen subjects; None averages all styles.
+        encoder_window_seconds: At inference, audio longer than this is encoded in windows of this length with
+            ``encoder_context_seconds`` of context on each side (``audio.StreamingEncoder``), so the cost of a
+            self-attention encoder (wav2vec2, HuBERT, WavLM) grows linearly with the length instead of
+            quadratically; exact for the mel encoder. None encodes every input whole.
+        encoder_context_seconds: Left context and look-ahead of each window.
         tokenizer: For use from Python (benchmarks, notebooks): a trained tokenizer object instead of
             ``tokenizer_checkpoint``.
     """
@@ -69,6 +74,8 @@ class AudioToMotionModule(TalkModule):
         greedy: bool = True,
         val_generate_every: int = 5,
         test_condition: str | None = None,
+        encoder_window_seconds: float | None = 20.0,
+        encoder_context_seconds: float = 2.0,
         tokenizer: MotionTokenizer | None = None,
     ) -> None:
         super().__init__(motion_dim=motion_dim, num_styles=num_styles, fps=fps, test_condition=test_condition)
@@ -86,6 +93,8 @@ class AudioToMotionModule(TalkModule):
         self.sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "cfg_scale": cfg_scale,
                          "greedy": greedy}  # fmt: skip
         self.val_generate_every = val_generate_every
+        self.encoder_window_seconds = encoder_window_seconds
+        self.encoder_context_seconds = encoder_context_seconds
 
     @staticmethod
     def _load_tokenizer(path: str | None, motion_dim: int) -> MotionTokenizer:
@@ -113,7 +122,22 @@ class AudioToMotionModule(TalkModule):
         """Audio features aligned to the token rate: ``[B, Tq, D]`` and the token counts ``[B]``."""
         stride = self.tokenizer.stride
         tokens = torch.div(num_frames + stride - 1, stride, rounding_mode="floor")
-        return self.token_features(self.audio_encoder(audio, audio_lengths), tokens), tokens
+        return self.token_features(self._encode(audio, audio_lengths), tokens), tokens
+
+    def _encode(self, audio: Tensor, audio_lengths: Tensor) -> AudioFeatures:
+        """Encoder features; long single inputs at inference are encoded window by window (linear cost)."""
+        window = self.encoder_window_seconds
+        encoder = self.audio_encoder
+        if self.training or window is None or audio.shape[0] != 1 or audio.shape[1] <= window * encoder.sample_rate:
+            return encoder(audio, audio_lengths)
+        from audio.streaming import StreamingEncoder, concat_features
+
+        context = self.encoder_context_seconds
+        exact = getattr(encoder, "lookahead_frames", None) is not None
+        stream = StreamingEncoder(
+            encoder, chunk_seconds=window, left_context_seconds=context, lookahead_seconds=None if exact else context
+        )
+        return concat_features(stream.encode_chunks([audio[:, : int(audio_lengths[0])]]))
 
     def token_features(self, features: AudioFeatures, tokens: Tensor | int) -> Tensor:
         """Encoder features -> LM input ``[B, Tq, stride * D]`` (token frame q stacks motion frames qs..qs+s-1)."""

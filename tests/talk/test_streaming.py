@@ -93,3 +93,35 @@ def test_animate_stream_cli_writes_the_video_and_meshes(lm_ckpt, synth_root, tmp
     assert 0 <= info.n_frames / 30.0 - duration <= 1 / 30
     meshes = np.load(tmp_path / "meshes" / "meshes.npz")
     assert meshes["vertices"].shape[0] == info.n_frames
+
+
+def _small_flagship(window: float | None):
+    import functools
+
+    from audio.mel import MelEncoder
+    from motion.lm import MotionLM
+    from talk.models.audio_to_motion import AudioToMotionModule
+
+    torch.manual_seed(0)
+    tok = MotionTokenizer(motion_dim=12, latent_dim=8, hidden_dim=16, stride=2, num_res_blocks=1,
+                          quantizer=ResidualVQ(dim=8, num_quantizers=2, codebook_size=16))  # fmt: skip
+    lm = functools.partial(MotionLM, d_model=32, num_layers=1, num_heads=2, ff_dim=64, pattern="parallel", lookahead=2)
+    encoder = MelEncoder(sample_rate=16000, output_dim=16, num_layers=2)
+    module = AudioToMotionModule(encoder, lm, motion_dim=12, num_styles=2, fps=30.0, tokenizer=tok,
+                                 encoder_window_seconds=window, encoder_context_seconds=0.3)  # fmt: skip
+    module.assets = {"train_subjects": ["A", "B"], "templates": {"A": torch.zeros(4, 3), "B": torch.zeros(4, 3)},
+                     "sample_rate": 16000, "fps": 30.0}  # fmt: skip
+    return module.eval()
+
+
+def test_long_audio_is_encoded_in_windows_with_the_same_result_for_an_exact_encoder(monkeypatch):
+    wav = torch.randn(int(3.3 * 16000)) * 0.1
+    whole = _small_flagship(None).animate(wav, subject="A")
+    windowed_model = _small_flagship(1.0)
+    calls = []
+    forward = type(windowed_model.audio_encoder).forward
+    monkeypatch.setattr(type(windowed_model.audio_encoder), "forward",
+                        lambda self, x, n=None: calls.append(x.shape[1]) or forward(self, x, n))  # fmt: skip
+    windowed = windowed_model.animate(wav, subject="A")
+    assert len(calls) > 3 and max(calls) < 2.0 * 16000  # several short windows, never the whole input
+    torch.testing.assert_close(windowed, whole, atol=1e-5, rtol=0)
