@@ -37,11 +37,12 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from audio.io import load_audio
-from talk.data.batch import Batch, Sample, collate
+from talk.data.batch import Sample
 from talk.data.biwi import load_faces, metric_regions
+from talk.data.loaders import SplitLoadersMixin
 from talk.errors import DatasetError
 
 SPLITS = ("train", "val", "test")
@@ -364,7 +365,7 @@ class ManifestDataset(Dataset):
 
 
 # ---------------------------------------------------------------------------------------------- datamodule
-class ManifestDataModule(L.LightningDataModule):
+class ManifestDataModule(SplitLoadersMixin, L.LightningDataModule):
     """Sequences listed in a jsonl manifest (see the module docstring for the line format).
 
     Args:
@@ -593,25 +594,3 @@ class ManifestDataModule(L.LightningDataModule):
                 raise ManifestError(
                     f'{self.manifest} has no line with "split": "{split}", which `{stage or "fit"}` needs.'
                 )
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader[Batch]:
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            collate_fn=collate,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader[Batch]:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader[Batch]:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader[Batch]:
-        return self._loader("test", False)
-
-    def predict_dataloader(self) -> DataLoader[Batch]:
-        return self._loader("test", False)

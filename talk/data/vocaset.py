@@ -20,10 +20,11 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from audio.io import load_audio
-from talk.data.batch import Batch, Sample, collate
+from talk.data.batch import Sample
+from talk.data.loaders import SplitLoadersMixin
 from talk.errors import DatasetError
 
 VOCASET_TRAIN = [
@@ -145,7 +146,7 @@ class SequenceDataset(Dataset):
         return sample
 
 
-class VocasetDataModule(L.LightningDataModule):
+class VocasetDataModule(SplitLoadersMixin, L.LightningDataModule):
     """VOCASET (or any dataset in its processed layout, such as ``talk data synth`` output).
 
     Args:
@@ -325,25 +326,3 @@ class VocasetDataModule(L.LightningDataModule):
                     f"the {split} split of {self.root} is empty: no sequence matches its subjects and "
                     f"sentences {self.ranges[split]}; check data.{split}_subjects / data.{split}_sentences."
                 )
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader[Batch]:
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            collate_fn=collate,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader[Batch]:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader[Batch]:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader[Batch]:
-        return self._loader("test", False)
-
-    def predict_dataloader(self) -> DataLoader[Batch]:
-        return self._loader("test", False)
