@@ -136,8 +136,8 @@ def main() -> None:
     base = regression(encoder, template)
     print(f"torch {torch.__version__}, {THREADS} threads, load average {os.getloadavg()[0]:.2f}; "
           f"wav2vec2-{args.encoder} random init, {VERTICES} vertices, {FPS:g} fps")  # fmt: skip
-    print("\noffline (seconds, best of %d); the flagship encodes inputs over 20 s in windows with 2 s of context"
-          % args.repeats)  # fmt: skip
+    print(f"\noffline (seconds, best of {args.repeats}); the flagship encodes inputs over 20 s in windows with 2 s "
+          "of context")  # fmt: skip
     print(f"{'audio':>7} {'encoder whole':>14} {'encoder as used':>16} {'flagship':>9} {'x encoder':>10} "
           f"{'regression':>11} {'x encoder':>10}")  # fmt: skip
     totals = {}
