@@ -10,6 +10,17 @@ import torch
 from talk.errors import CheckpointError
 
 
+def instantiate(config: dict, *args: object) -> object:
+    """Builds ``{"class_path": ..., "init_args": {...}}`` (nested ones too), passing ``args`` to the outer class."""
+    module_name, class_name = config["class_path"].rsplit(".", 1)
+    cls = getattr(importlib.import_module(module_name), class_name)
+    kwargs = {
+        k: instantiate(v) if isinstance(v, dict) and "class_path" in v else v
+        for k, v in (config.get("init_args") or {}).items()
+    }
+    return cls(*args, **kwargs)
+
+
 def load_model(checkpoint: str | Path, device: str = "cpu"):  # noqa: ANN201 - a TalkModule
     """Loads any talk model from a ``talk fit`` checkpoint, ready for inference.
 

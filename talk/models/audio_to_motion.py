@@ -53,6 +53,9 @@ class AudioToMotionModule(TalkModule):
             self-attention encoder (wav2vec2, HuBERT, WavLM) grows linearly with the length instead of
             quadratically; exact for the mel encoder. None encodes every input whole.
         encoder_context_seconds: Left context and look-ahead of each window.
+        tokenizer_config: Architecture of the tokenizer (its ``talk fit`` config); filled in automatically from
+            ``tokenizer_checkpoint`` and stored in this model's checkpoints, so that reloading them never needs the
+            tokenizer's file (its weights are part of this model's state dict).
         tokenizer: For use from Python (benchmarks, notebooks): a trained tokenizer object instead of
             ``tokenizer_checkpoint``.
     """
@@ -76,15 +79,21 @@ class AudioToMotionModule(TalkModule):
         test_condition: str | None = None,
         encoder_window_seconds: float | None = 20.0,
         encoder_context_seconds: float = 2.0,
+        tokenizer_config: dict | None = None,
         tokenizer: MotionTokenizer | None = None,
     ) -> None:
         super().__init__(motion_dim=motion_dim, num_styles=num_styles, fps=fps, test_condition=test_condition)
         self.save_config(["audio_encoder", "lm", "optimizer", "scheduler", "tokenizer"])
-        if tokenizer is None:
-            tokenizer = self._load_tokenizer(tokenizer_checkpoint, motion_dim)
-        elif tokenizer.motion_dim != motion_dim:
+        if tokenizer is None and tokenizer_config is not None:  # reloading one of our checkpoints
+            from talk.checkpoints import instantiate
+
+            tokenizer = instantiate(tokenizer_config, motion_dim)  # weights follow from the state dict
+        elif tokenizer is None:
+            tokenizer, tokenizer_config = self._load_tokenizer(tokenizer_checkpoint, motion_dim)
+        if tokenizer.motion_dim != motion_dim:
             raise CheckpointError(f"tokenizer has motion_dim={tokenizer.motion_dim}, the model {motion_dim}.")
         self.tokenizer = tokenizer.eval().requires_grad_(False)
+        self.tokenizer_config = tokenizer_config
         self.audio_encoder = audio_encoder
         q = self.tokenizer
         self.lm = lm(q.num_quantizers, q.codebook_size, q.stride * audio_encoder.output_dim, num_styles=num_styles)
@@ -97,7 +106,7 @@ class AudioToMotionModule(TalkModule):
         self.encoder_context_seconds = encoder_context_seconds
 
     @staticmethod
-    def _load_tokenizer(path: str | None, motion_dim: int) -> MotionTokenizer:
+    def _load_tokenizer(path: str | None, motion_dim: int) -> tuple[MotionTokenizer, dict | None]:
         from talk.checkpoints import load_model
         from talk.models.tokenizer import TokenizerModule
 
@@ -111,7 +120,14 @@ class AudioToMotionModule(TalkModule):
                 f"tokenizer_checkpoint {path} was trained on motion_dim={tok.motion_dim} but the data has "
                 f"{motion_dim}; train the tokenizer on the same dataset."
             )
-        return tok.tokenizer
+        # the config as `talk fit` saved it (class_path + init_args), not the objects built from it
+        config = torch.load(path, map_location="cpu", weights_only=False)["hyper_parameters"].get("tokenizer")
+        return tok.tokenizer, config if isinstance(config, dict) else None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.tokenizer_config is not None:  # saved with the hyperparameters: reloading never needs the file
+            checkpoint.setdefault("hyper_parameters", {})["tokenizer_config"] = self.tokenizer_config
 
     def train(self, mode: bool = True) -> AudioToMotionModule:
         super().train(mode)

@@ -125,3 +125,20 @@ def test_long_audio_is_encoded_in_windows_with_the_same_result_for_an_exact_enco
     windowed = windowed_model.animate(wav, subject="A")
     assert len(calls) > 3 and max(calls) < 2.0 * 16000  # several short windows, never the whole input
     torch.testing.assert_close(windowed, whole, atol=1e-5, rtol=0)
+
+
+def test_flagship_checkpoint_loads_without_the_tokenizer_file(lm_ckpt, tokenizer_ckpt, tmp_path):
+    """The LM checkpoint carries its tokenizer's config and weights: moving the tokenizer file breaks nothing."""
+    import shutil
+
+    from talk.checkpoints import load_model
+
+    reference = load_model(lm_ckpt)
+    moved = tmp_path / "tokenizer.ckpt"
+    shutil.move(tokenizer_ckpt, moved)
+    try:
+        model = load_model(lm_ckpt)
+    finally:
+        shutil.move(moved, tokenizer_ckpt)
+    for (name, a), (_, b) in zip(model.tokenizer.state_dict().items(), reference.tokenizer.state_dict().items()):
+        assert torch.equal(a, b), name
