@@ -140,5 +140,5 @@ def test_flagship_checkpoint_loads_without_the_tokenizer_file(lm_ckpt, tokenizer
         model = load_model(lm_ckpt)
     finally:
         shutil.move(moved, tokenizer_ckpt)
-    for (name, a), (_, b) in zip(model.tokenizer.state_dict().items(), reference.tokenizer.state_dict().items()):
+    for (name, a), (_, b) in zip(model.tokenizer.state_dict().items(), reference.tokenizer.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
