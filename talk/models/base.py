@@ -185,9 +185,11 @@ class TalkModule(L.LightningModule):
             "static_template": VertexMetrics(lips, upper),
         }
 
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._update_test_metrics("model", self._predict_batch(batch), batch)
+    def test_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
+        pred = self._predict_batch(batch)
+        self._update_test_metrics("model", pred, batch)
         self._update_static_template(batch)
+        return {"vertices": pred.detach()}  # for callbacks (talk.callbacks.ComparisonVideos)
 
     def _update_test_metrics(self, method: str, pred: Tensor, batch: Batch) -> None:
         """Adds each sequence of a predicted batch ``[B, T, V, 3]`` to ``method``'s test metrics."""

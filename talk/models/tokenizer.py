@@ -103,7 +103,9 @@ class TokenizerModule(TalkModule):
         names = [f"rvq_{k}" for k in range(1, self.tokenizer.num_quantizers + 1)]
         self._test_metrics = {n: VertexMetrics(lips, upper) for n in [*names, "static_template"]}
 
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
+    def test_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         for k in range(1, self.tokenizer.num_quantizers + 1):
-            self._update_test_metrics(f"rvq_{k}", self.reconstruct(batch, k), batch)
+            reconstruction = self.reconstruct(batch, k)
+            self._update_test_metrics(f"rvq_{k}", reconstruction, batch)
         self._update_static_template(batch)
+        return {"vertices": reconstruction.detach()}  # all codebooks, for callbacks

@@ -115,6 +115,19 @@ def test_explicit_model_flags_override_checkpoint_hyperparameters(trained, synth
     assert conditioned["mve"] != averaged["mve"]  # unseen test subjects now speak in SYN_01_F's style
 
 
+def test_test_time_comparison_videos_callback(trained, synth_root):
+    from render import probe_video
+
+    run, config = trained
+    talk("test", "-c", str(config), *small_overrides(synth_root, run), "--trainer.logger=false",
+         f"--ckpt_path={ckpt_dir(run) / 'last.ckpt'}", "--trainer.callbacks+=talk.callbacks.ComparisonVideos",
+         "--trainer.callbacks.num_sequences=1", "--trainer.callbacks.size=48", cwd=run)  # fmt: skip
+    videos = sorted((run / "videos").glob("*.mp4"))
+    assert len(videos) == 1
+    info = probe_video(videos[0])
+    assert info.height == 48 and info.width > 3 * 48 and info.audio_codec == "aac"
+
+
 def test_explicit_model_flags_parser():
     from talk.cli.lightning_cli import _explicit_model_flags
 
