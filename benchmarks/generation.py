@@ -11,7 +11,7 @@ as in experiments/synthetic/faceformer.yaml with the same encoder. Speech is the
 to length. Each figure is the best of ``--repeats`` calls.
 
 Figures:
-* offline: encoder-only time (whole input, and as the flagship runs it: inputs over 20 s in windows with 2 s of
+* offline: encoder-only time (whole input, and as the flagship runs it: inputs over 10 s in windows with 1 s of
   context, which makes a self-attention encoder's cost linear in the length), flagship total (``TalkModule.animate``: encoder + token-rate alignment + greedy
   generation + decoding), regression total, for each length; the flagship's overhead over the encoder alone
   (target <= 1.2x) and its growth t(60 s) / t(10 s) (target <= 6.5);
@@ -136,7 +136,7 @@ def main() -> None:
     base = regression(encoder, template)
     print(f"torch {torch.__version__}, {THREADS} threads, load average {os.getloadavg()[0]:.2f}; "
           f"wav2vec2-{args.encoder} random init, {VERTICES} vertices, {FPS:g} fps")  # fmt: skip
-    print(f"\noffline (seconds, best of {args.repeats}); the flagship encodes inputs over 20 s in windows with 2 s "
+    print(f"\noffline (seconds, best of {args.repeats}); the flagship encodes inputs over 10 s in windows with 1 s "
           "of context")  # fmt: skip
     print(f"{'audio':>7} {'encoder whole':>14} {'encoder as used':>16} {'flagship':>9} {'x encoder':>10} "
           f"{'regression':>11} {'x encoder':>10}")  # fmt: skip

@@ -77,8 +77,8 @@ class AudioToMotionModule(TalkModule):
         greedy: bool = True,
         val_generate_every: int = 5,
         test_condition: str | None = None,
-        encoder_window_seconds: float | None = 20.0,
-        encoder_context_seconds: float = 2.0,
+        encoder_window_seconds: float | None = 10.0,
+        encoder_context_seconds: float = 1.0,
         tokenizer_config: dict | None = None,
         tokenizer: MotionTokenizer | None = None,
     ) -> None:
