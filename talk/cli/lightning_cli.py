@@ -54,10 +54,14 @@ class TalkCLI(LightningCLI):
         return trainer
 
     def after_fit(self) -> None:
-        ckpt = self.trainer.checkpoint_callback
-        if ckpt is not None and getattr(ckpt, "best_model_path", ""):
-            print(f"best checkpoint: {ckpt.best_model_path}")
-            if getattr(ckpt, "last_model_path", ""):
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        for ckpt in self.trainer.checkpoint_callbacks:
+            if not isinstance(ckpt, ModelCheckpoint) or not ckpt.best_model_path:
+                continue
+            kind = "best" if ckpt.monitor else "last"  # an unmonitored checkpoint keeps the latest epoch
+            print(f"{kind} checkpoint: {ckpt.best_model_path}")
+            if ckpt.last_model_path:
                 print(f"last checkpoint: {ckpt.last_model_path}")
 
     def after_test(self) -> None:

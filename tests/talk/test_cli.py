@@ -148,6 +148,21 @@ def test_resume_from_last_checkpoint(trained, synth_root):
     assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 2
 
 
+def test_refit_replaces_the_run_checkpoints(synth_root, tmp_path):
+    """A second `talk fit` into the same run replaces best.ckpt / last.ckpt instead of writing best-v1.ckpt,
+    which `--ckpt_path .../best.ckpt` (and `make demo`) would silently miss."""
+    config = ROOT / "experiments" / "synthetic" / "faceformer.yaml"
+    args = ["fit", "-c", str(config), *small_overrides(synth_root, tmp_path), "--trainer.logger=false",
+            "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1"]  # fmt: skip
+    talk(*args, "--trainer.max_epochs=1", cwd=tmp_path)
+    talk(*args, "--trainer.max_epochs=2", cwd=tmp_path)
+    import torch
+
+    assert sorted(p.name for p in ckpt_dir(tmp_path).glob("*.ckpt")) == ["best.ckpt", "last.ckpt"]
+    # last.ckpt follows every epoch, whether or not best.ckpt improved (the resume point loses nothing)
+    assert torch.load(ckpt_dir(tmp_path) / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] == 1
+
+
 def test_animate_writes_mp4_with_synced_h264_and_aac(trained, synth_root, tmp_path):
     from render import probe_video
 
