@@ -42,6 +42,7 @@ def animate(
     ground_truth: str | Path | None = None,
     ground_truth_fps: float | None = None,
     overwrite: bool = False,
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0),
 ) -> AnimationResult:
     """Animates speech with a trained model and writes an H.264/AAC mp4.
 
@@ -66,6 +67,7 @@ def animate(
         ground_truth_fps: Frame rate of ``ground_truth`` (default: the model's); 60 fps VOCASET files are
             subsampled to the model's rate.
         overwrite: Replace existing exported meshes.
+        background: RGB in [0, 1] behind the face.
     """
     from audio.io import load_audio
     from render import TorchRasterizer, VideoWriter, fit_camera, to_uint8
@@ -73,6 +75,8 @@ def animate(
     start = time.perf_counter()
     if size < 16 or size % 2:
         raise TalkError(f"--size {size} must be an even number of pixels, at least 16.")
+    if len(background) != 3 or not all(0.0 <= float(c) <= 1.0 for c in background):
+        raise TalkError(f"--background {background} must be three numbers in [0, 1], e.g. 1,1,1 for white.")
     audio_path = Path(audio)
     if not audio_path.is_file():
         raise TalkError(f"audio file {audio_path} not found.")
@@ -105,7 +109,7 @@ def animate(
     if gt is not None:
         from render.compare import ComparisonRenderer
 
-        comparer = ComparisonRenderer(panel_size=(size, size), view=view)
+        comparer = ComparisonRenderer(panel_size=(size, size), view=view, background=background)
         camera = comparer.fit_camera(gt)
     done: list[torch.Tensor] = []
     with VideoWriter(output, fps=fps, audio=audio_path) as writer:
@@ -118,7 +122,7 @@ def animate(
                     truth = gt[min(t, gt.shape[0] - 1)][None]
                     writer.write(comparer.compare(frame, truth, faces_t, camera, caption=subject or ""))
                 else:
-                    writer.write(to_uint8(renderer.render(frame, faces_t, camera)))
+                    writer.write(to_uint8(renderer.render(frame, faces_t, camera), background))
             done.append(piece)
     vertices = torch.cat(done)
     frames_total = int(vertices.shape[0])

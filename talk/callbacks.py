@@ -21,14 +21,22 @@ class ComparisonVideos(L.Callback):
         num_sequences: How many test sequences to render (in test order).
         size: Panel height and width in pixels.
         max_error_mm: Error mapped to the top of the colour bar.
+        background: RGB in [0, 1] behind the meshes.
     """
 
-    def __init__(self, num_sequences: int = 4, size: int = 256, max_error_mm: float = 5.0) -> None:
+    def __init__(
+        self,
+        num_sequences: int = 4,
+        size: int = 256,
+        max_error_mm: float = 5.0,
+        background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    ) -> None:
         if num_sequences < 0 or size < 16 or size % 2:
             raise ValueError("ComparisonVideos needs num_sequences >= 0 and an even size >= 16.")
         self.num_sequences = num_sequences
         self.size = size
         self.max_error_mm = max_error_mm
+        self.background = tuple(background)
         self.written: list[Path] = []
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -64,7 +72,9 @@ class ComparisonVideos(L.Callback):
 
         from render.compare import ComparisonRenderer
 
-        renderer = ComparisonRenderer(panel_size=(self.size, self.size), max_error_mm=self.max_error_mm)
+        renderer = ComparisonRenderer(
+            panel_size=(self.size, self.size), max_error_mm=self.max_error_mm, background=self.background
+        )
         audio = batch.audio[i, : int(batch.audio_lengths[i])].float().cpu().numpy()
         with tempfile.TemporaryDirectory() as tmp:
             wav = Path(tmp) / "audio.wav"

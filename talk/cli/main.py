@@ -160,8 +160,16 @@ def _animate_command(argv: list[str]) -> None:
         "--ground-truth-fps", type=float, default=None, help="frame rate of --ground-truth (default: the model's)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing exported meshes")
+    parser.add_argument(
+        "--background", default="1,1,1", help="background colour R,G,B in [0, 1] (default 1,1,1: white)"
+    )
     args = parser.parse_args(argv)
     from talk.animate import animate
+
+    try:
+        background = tuple(float(c) for c in args.background.split(","))
+    except ValueError:
+        raise TalkError(f"--background {args.background!r} must be three numbers R,G,B in [0, 1].") from None
 
     result = animate(
         audio=args.audio,
@@ -178,6 +186,7 @@ def _animate_command(argv: list[str]) -> None:
         ground_truth=args.ground_truth,
         ground_truth_fps=args.ground_truth_fps,
         overwrite=args.overwrite,
+        background=background,
     )
     print(
         f"wrote {result.path} ({result.frames} frames at {result.fps:g} fps, {result.seconds:.2f} s, "

@@ -191,7 +191,8 @@ def test_animate_against_ground_truth_writes_a_comparison_video(trained, synth_r
     out = tmp_path / "cmp.mp4"
     proc = talk("animate", "--audio", str(wav), "--checkpoint", str(ckpt_dir(run) / "last.ckpt"), "--output", str(out),
                 "--size", "64", "--subject", "SYN_09_F", "--ground-truth", str(truth), "--ground-truth-fps", "60",
-                "--export-meshes", str(tmp_path / "m"), "--mesh-format", "ply", cwd=tmp_path)  # fmt: skip
+                "--export-meshes", str(tmp_path / "m"), "--mesh-format", "ply", "--background", "0,0,0",
+                cwd=tmp_path)  # fmt: skip
     assert "LVE-mm against the ground truth" in proc.stdout
     info = probe_video(out)
     assert info.height == 64 and info.width > 3 * 64  # prediction | ground truth | heat map | colour bar
@@ -238,3 +239,12 @@ def test_help_lists_commands():
         assert command in out
     fit_help = talk("fit", "--help", cwd=ROOT).stdout
     assert "--trainer" in fit_help and "--model" in fit_help
+
+
+@pytest.mark.parametrize("background", ["2,0,0", "white"])
+def test_animate_bad_background_is_one_clear_line(background, trained, synth_root, tmp_path):
+    run, _ = trained
+    wav = synth_root / "wav" / "SYN_09_F_sentence01.wav"
+    proc = talk("animate", "--audio", str(wav), "--checkpoint", str(ckpt_dir(run) / "last.ckpt"), "--output",
+                str(tmp_path / "o.mp4"), "--background", background, cwd=tmp_path, check=False)  # fmt: skip
+    assert proc.returncode == 1 and "--background" in proc.stderr and "Traceback" not in proc.stderr
