@@ -22,7 +22,14 @@ from torch import Tensor
 
 from render.camera import Camera
 from render.rasterizer import MeshRenderer, RenderOutput
-from render.shading import DEFAULT_ALBEDO, blinn_phong, interpolate, lambert, vertex_normals
+from render.shading import (
+    DEFAULT_ALBEDO,
+    blinn_phong,
+    check_shading_options,
+    interpolate,
+    lambert,
+    vertex_normals,
+)
 
 __all__ = ["Pytorch3DNotInstalledError", "Pytorch3DRenderer", "to_pytorch3d_cameras"]
 
@@ -156,14 +163,7 @@ class Pytorch3DRenderer(MeshRenderer):
         max_faces_per_bin: int | None = None,
         output_normals: bool = False,
     ) -> None:
-        if shading not in ("phong", "lambert", "normals"):
-            raise ValueError(
-                f"Pytorch3DRenderer: `shading` must be 'phong', 'lambert' or 'normals', got {shading!r}."
-            )
-        if len(light_direction) != 3 or not any(abs(float(x)) > 0 for x in light_direction):
-            raise ValueError("Pytorch3DRenderer: `light_direction` must be a non-zero 3-vector.")
-        if len(background) != 3:
-            raise ValueError("Pytorch3DRenderer: `background` must be an RGB triple.")
+        check_shading_options("Pytorch3DRenderer", shading, light_direction, background)
         self._p3d = _import_pytorch3d()
         self.shading = shading
         self.light_direction = tuple(float(x) for x in light_direction)

@@ -29,7 +29,7 @@ from torch import Tensor
 from render._raster_kernel import bin_faces, raster_bands, setup_faces
 from render._shade_kernel import MODE_LAMBERT, MODE_NORMALS, MODE_PHONG, composite_uint8, shade_pixels
 from render.camera import Camera
-from render.shading import DEFAULT_ALBEDO, vertex_normals
+from render.shading import DEFAULT_ALBEDO, check_shading_options, vertex_normals
 
 __all__ = ["Fragments", "RenderOutput", "MeshRenderer", "TorchRasterizer", "rasterize", "to_uint8", "ZNEAR"]
 
@@ -229,14 +229,7 @@ class TorchRasterizer(MeshRenderer):
         cull_backfaces: bool = False,
         output_normals: bool = False,
     ) -> None:
-        if shading not in ("phong", "lambert", "normals"):
-            raise ValueError(
-                f"TorchRasterizer: `shading` must be 'phong', 'lambert' or 'normals', got {shading!r}."
-            )
-        if len(light_direction) != 3 or not any(abs(float(x)) > 0 for x in light_direction):
-            raise ValueError("TorchRasterizer: `light_direction` must be a non-zero 3-vector.")
-        if len(background) != 3:
-            raise ValueError("TorchRasterizer: `background` must be an RGB triple.")
+        check_shading_options("TorchRasterizer", shading, light_direction, background)
         self.shading = shading
         self.light_direction = tuple(float(x) for x in light_direction)
         self.ambient = float(ambient)

@@ -146,3 +146,15 @@ def blinn_phong(
     spec = specular * torch.where(n_dot_l > 0, n_dot_h.pow(shininess), torch.zeros_like(n_dot_h))
     diffuse = n_dot_l.clamp_min(0.0)[..., None]
     return albedo * (ambient + (1.0 - ambient) * diffuse) + spec[..., None]
+
+
+def check_shading_options(
+    owner: str, shading: str, light_direction: Sequence[float], background: Sequence[float]
+) -> None:
+    """Validates the shading options every renderer backend takes; errors name ``owner`` and the argument."""
+    if shading not in ("phong", "lambert", "normals"):
+        raise ValueError(f"{owner}: `shading` must be 'phong', 'lambert' or 'normals', got {shading!r}.")
+    if len(light_direction) != 3 or not any(abs(float(x)) > 0 for x in light_direction):
+        raise ValueError(f"{owner}: `light_direction` must be a non-zero 3-vector.")
+    if len(background) != 3:
+        raise ValueError(f"{owner}: `background` must be an RGB triple.")
