@@ -112,17 +112,18 @@ def animate(
         comparer = ComparisonRenderer(panel_size=(size, size), view=view, background=background)
         camera = comparer.fit_camera(gt)
     done: list[torch.Tensor] = []
+    t = 0  # index of the frame being written
     with VideoWriter(output, fps=fps, audio=audio_path) as writer:
         for piece in pieces:
             piece = piece.cpu()
             for i in range(piece.shape[0]):
                 frame = piece[i : i + 1]
                 if comparer is not None:
-                    t = sum(int(d.shape[0]) for d in done) + i
                     truth = gt[min(t, gt.shape[0] - 1)][None]
                     writer.write(comparer.compare(frame, truth, faces_t, camera, caption=subject or ""))
                 else:
                     writer.write(to_uint8(renderer.render(frame, faces_t, camera), background))
+                t += 1
             done.append(piece)
     vertices = torch.cat(done)
     frames_total = int(vertices.shape[0])

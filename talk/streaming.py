@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -38,47 +39,61 @@ class TokenAudioAligner:
     Token frame q reads motion frames ``q*s .. q*s+s-1``, and motion frame t reads encoder frames
     ``floor(p)`` and ``floor(p)+1`` with ``p = t * frame_rate / fps``. A token frame is final once those have
     arrived; at the end of the stream the rest is emitted with the clamping offline resampling uses.
+
+    Only the frames that future token frames can still read are kept: the buffer restarts at a token frame
+    whose first audio position is a whole frame index (every ``block`` token frames), so re-reading it with
+    :meth:`AudioToMotionModule.token_features` gives exactly the offline values at constant cost per push.
     """
 
     def __init__(self, module, frame_rate: float) -> None:  # noqa: ANN001 - AudioToMotionModule
         self.module = module
         self.stride = module.tokenizer.stride
-        self.ratio = frame_rate / float(module.fps)
+        self.ratio = Fraction(frame_rate).limit_denominator(10**6) / Fraction(
+            float(module.fps)
+        ).limit_denominator(10**6)
+        self.block = self.ratio.denominator  # token frames q with q * stride * ratio integral: q % block == 0
         self.frame_rate = frame_rate
         self.dim = self.stride * module.audio_encoder.output_dim
-        self._frames: list[Tensor] = []
+        self._x: Tensor | None = None  # kept encoder frames [1, n, D]
+        self._offset = 0  # global index of self._x[:, 0]
         self._received = 0
         self._emitted = 0
 
     def _last_frame_needed(self, token: int) -> int:
         t = (token + 1) * self.stride - 1
-        return math.floor(t * self.ratio + 1e-9) + 1
+        return math.floor(t * self.ratio) + 1
 
-    def _features(self, count: int, tokens: int) -> Tensor:
-        x = torch.cat(self._frames, dim=1)[:, :count]
-        feats = AudioFeatures(x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device), self.frame_rate)
-        return self.module.token_features(feats, tokens)
+    def _first_frame(self, token: int) -> int:
+        """Global audio frame at which a buffer starting on the block boundary before ``token`` begins."""
+        base = token // self.block * self.block
+        return int(base * self.stride * self.ratio)
 
     def push(self, features: AudioFeatures) -> Tensor:
         """Add encoder frames; returns the token frames that became final (possibly none)."""
         if features.x.shape[1]:
-            self._frames.append(features.x)
+            self._x = features.x if self._x is None else torch.cat([self._x, features.x], dim=1)
             self._received += features.x.shape[1]
         ready = self._emitted
         while self._last_frame_needed(ready) <= self._received - 1:
             ready += 1
-        return self._emit(ready, self._received)
+        return self._emit(ready)
 
     def finish(self, total_tokens: int) -> Tensor:
         """The remaining token frames up to ``total_tokens``, reading the stream's last frames as offline does."""
-        return self._emit(total_tokens, self._received)
+        return self._emit(total_tokens)
 
-    def _emit(self, stop: int, available: int) -> Tensor:
-        if stop <= self._emitted or not self._frames:
+    def _emit(self, stop: int) -> Tensor:
+        if stop <= self._emitted or self._x is None:
             return torch.zeros(1, 0, self.dim)
-        x = self._features(available, stop)[:, self._emitted : stop]
+        base = self._emitted // self.block * self.block
+        x = self._x[:, self._first_frame(base) - self._offset :]
+        feats = AudioFeatures(x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device), self.frame_rate)
+        out = self.module.token_features(feats, stop - base)[:, self._emitted - base :]
         self._emitted = stop
-        return x
+        keep = self._first_frame(stop)  # frames before it are never read again
+        self._x = self._x[:, keep - self._offset :]
+        self._offset = keep
+        return out
 
 
 @dataclass
@@ -130,9 +145,13 @@ class StreamingAnimator:
         self.module = module.eval()
         templates = module.assets.get("templates") or {}
         subjects = module.train_subjects
-        subject = subject if subject is not None else (subjects[0] if subjects else next(iter(templates), None))
+        subject = (
+            subject if subject is not None else (subjects[0] if subjects else next(iter(templates), None))
+        )
         if subject not in templates:
-            raise CheckpointError(f"subject '{subject}' is not in this checkpoint; choose one of {sorted(templates)}.")
+            raise CheckpointError(
+                f"subject '{subject}' is not in this checkpoint; choose one of {sorted(templates)}."
+            )
         self.template = torch.as_tensor(templates[subject]).float()
         self.style = module.style_weights(subject)[None]
         self.sample_rate = int(module.assets["sample_rate"])

@@ -121,7 +121,9 @@ class AudioToMotionModule(TalkModule):
                 f"{motion_dim}; train the tokenizer on the same dataset."
             )
         # the config as `talk fit` saved it (class_path + init_args), not the objects built from it
-        config = torch.load(path, map_location="cpu", weights_only=False)["hyper_parameters"].get("tokenizer")
+        # (mmap: only the small hyperparameter dict is read, not the tensors load_model just read)
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        config = ckpt["hyper_parameters"].get("tokenizer")
         return tok.tokenizer, config if isinstance(config, dict) else None
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
