@@ -29,7 +29,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from motion.kv_cache import CausalBlock, DecodeSession, KVCache, SamplingArgs, rope_frequencies, window_mask
+from motion.kv_cache import (
+    CausalBlock,
+    DecodeSession,
+    KVCache,
+    SamplingArgs,
+    StepWeights,
+    rope_frequencies,
+    window_mask,
+)
 from motion.patterns import Pattern
 from motion.sampling import check_sampling
 
@@ -213,11 +221,33 @@ class MotionLM(nn.Module):
         logits = self.heads(self.out_norm(x)).view(b, s, self.num_codebooks, self.codebook_size)
         return logits.permute(0, 2, 1, 3)
 
-    def step_logits(self, x: Tensor, freqs: Tensor, cache: KVCache) -> Tensor:
-        """One cached step: inputs ``[N, D]`` -> logits ``[N, K, C]`` (used by the decoding session)."""
-        for i, block in enumerate(self.blocks):
+    def step_weights(self) -> tuple[list[StepWeights], Tensor, Tensor, Tensor, Tensor]:
+        """Parameters prepared for :meth:`step_logits` (once per decoding session; see ``StepWeights``)."""
+        norm = self.out_norm
+        return (
+            [block.step_weights() for block in self.blocks],
+            norm.weight.detach(),
+            norm.bias.detach(),
+            self.heads.weight.detach().t().contiguous(),
+            self.heads.bias.detach(),
+        )
+
+    def step_logits(
+        self,
+        x: Tensor,
+        freqs: Tensor,
+        cache: KVCache,
+        weights: tuple[list[StepWeights], Tensor, Tensor, Tensor, Tensor] | None = None,
+    ) -> Tensor:
+        """One cached step: inputs ``[N, D]`` -> logits ``[N, K, C]`` (used by the decoding session).
+
+        ``weights`` is :meth:`step_weights`, prepared once per session; None prepares them now.
+        """
+        blocks, norm_weight, norm_bias, heads, heads_bias = weights or self.step_weights()
+        for i, block in enumerate(blocks):
             x = block.step(x, freqs, cache, i)
-        return self.heads(self.out_norm(x)).view(x.shape[0], self.num_codebooks, self.codebook_size)
+        h = F.layer_norm(x, (self.d_model,), norm_weight, norm_bias, self.out_norm.eps)
+        return torch.addmm(heads_bias, h, heads).view(x.shape[0], self.num_codebooks, self.codebook_size)
 
     # ---------------------------------------------------------------- training
 
