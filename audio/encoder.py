@@ -45,6 +45,34 @@ class AudioEncoder(nn.Module, ABC):
     def num_frames(self, num_samples: int) -> int:
         """Number of output frames for ``num_samples`` input samples (0 when too short for one frame)."""
 
+    def encode_long(self, wav: Tensor, window_seconds: float, context_seconds: float) -> AudioFeatures:
+        """Encode unpadded waveforms window by window, so the cost grows linearly with their length.
+
+        Every window covers ``window_seconds`` of output frames plus up to ``context_seconds`` of audio on each side
+        that is encoded but not emitted; concatenating the windows' own frames gives ``num_frames(N)`` frames. This
+        generic version streams the encoder (:class:`audio.streaming.StreamingEncoder`), which is exact for
+        encoders with a declared receptive field (the mel encoder) once the context covers it; encoders that
+        attend over their whole input are approximated, and may override this with something cheaper or closer.
+
+        Args:
+            wav: ``[B, N]`` float waveforms, all N samples valid.
+            window_seconds: Audio per window, context excluded (> 0).
+            context_seconds: Context on each side of a window (>= 0).
+
+        Returns:
+            AudioFeatures with x ``[B, num_frames(N), D]`` and an all-True mask.
+        """
+        from audio.streaming import StreamingEncoder, concat_features  # streaming imports this module
+
+        exact = getattr(self, "lookahead_frames", None) is not None
+        stream = StreamingEncoder(
+            self,
+            chunk_seconds=window_seconds,
+            left_context_seconds=context_seconds,
+            lookahead_seconds=None if exact else context_seconds,
+        )
+        return concat_features(stream.encode_chunks([wav]))
+
     def frame_lengths(self, lengths: Tensor) -> Tensor:
         """Vectorised ``num_frames`` over a [B] tensor of sample counts; returns [B] long on the same device."""
         return torch.tensor(

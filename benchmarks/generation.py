@@ -79,7 +79,7 @@ def flagship(encoder, template: torch.Tensor) -> AudioToMotionModule:  # noqa: A
     torch.manual_seed(0)
     quantizer = ResidualVQ(dim=64, num_quantizers=4, codebook_size=256)
     tokenizer = MotionTokenizer(VERTICES * 3, latent_dim=64, hidden_dim=128, stride=2, num_res_blocks=1,
-                                quantizer=quantizer)  # fmt: skip
+                                io_kernel=1, quantizer=quantizer)  # fmt: skip
     lm = functools.partial(MotionLM, d_model=256, num_layers=4, num_heads=4, ff_dim=1024, pattern="parallel",
                            lookahead=3, dropout=0.0)  # fmt: skip
     module = AudioToMotionModule(encoder, lm, motion_dim=VERTICES * 3, num_styles=len(SUBJECTS), fps=FPS,

@@ -215,15 +215,18 @@ class StepWeights:
     def step(self, x: Tensor, freqs: Tensor, cache: KVCache, layer: int) -> Tensor:
         """The computation of :meth:`CausalBlock.step` (see there)."""
         n, d = x.shape
-        h = F.layer_norm(x, (d,), self.norm1_weight, self.norm1_bias, self.norm1_eps)
-        qkv = torch.addmm(self.qkv_bias, h, self.qkv).view(n, 3, self.num_heads, self.head_dim)
-        qk = apply_rope(qkv[:, :2], freqs)
-        keys, values = cache.update(layer, qk[:, 1], qkv[:, 2])
-        a = F.scaled_dot_product_attention(qk[:, 0, :, None, :], keys, values)
+        heads, head_dim = self.num_heads, self.head_dim
+        h = torch.layer_norm(x, (d,), self.norm1_weight, self.norm1_bias, self.norm1_eps)
+        qkv = torch.addmm(self.qkv_bias, h, self.qkv)  # [N, 3D]: q | k | v
+        # Rotary positions on q and k at once: consecutive feature pairs as complex numbers (as apply_rope).
+        pairs = torch.view_as_complex(qkv[:, : 2 * d].view(n, 2, heads, head_dim // 2, 2))
+        qk = torch.view_as_real(pairs * freqs).view(n, 2, heads, head_dim)
+        keys, values = cache.update(layer, qk[:, 1], qkv[:, 2 * d :].view(n, heads, head_dim))
+        a = F.scaled_dot_product_attention(qk[:, 0, :, None], keys, values)
         x = torch.addmm(self.proj_bias, a.view(n, d), self.proj).add_(x)
-        h = F.layer_norm(x, (d,), self.norm2_weight, self.norm2_bias, self.norm2_eps)
+        h = torch.layer_norm(x, (d,), self.norm2_weight, self.norm2_bias, self.norm2_eps)
         h = F.gelu(torch.addmm(self.ff1_bias, h, self.ff1), approximate="tanh")
-        return x.add_(torch.addmm(self.ff2_bias, h, self.ff2))
+        return torch.addmm(self.ff2_bias, h, self.ff2).add_(x)
 
 
 @contextmanager

@@ -95,6 +95,8 @@ class ConvMotionEncoder(nn.Module):
         stride: Temporal downsampling, a power of two.
         num_res_blocks: Dilated residual blocks per resolution level.
         causal: Pad every convolution on the left only.
+        io_kernel: Temporal kernel of the first convolution, the one that reads the D motion features (see
+            ``MotionTokenizer``).
     """
 
     def __init__(
@@ -105,9 +107,10 @@ class ConvMotionEncoder(nn.Module):
         stride: int = 1,
         num_res_blocks: int = 2,
         causal: bool = False,
+        io_kernel: int = 3,
     ) -> None:
         super().__init__()
-        layers: list[nn.Module] = [PaddedConv1d(motion_dim, hidden_dim, 3, causal=causal)]
+        layers: list[nn.Module] = [PaddedConv1d(motion_dim, hidden_dim, io_kernel, causal=causal)]
         for _ in range(int(math.log2(stride))):
             layers += [_res_stack(hidden_dim, num_res_blocks, causal), nn.SiLU()]
             layers.append(PaddedConv1d(hidden_dim, hidden_dim, 4, stride=2, causal=causal))
@@ -132,6 +135,7 @@ class ConvMotionDecoder(nn.Module):
         stride: Temporal upsampling, a power of two.
         num_res_blocks: Dilated residual blocks per resolution level.
         causal: Pad every convolution on the left only.
+        io_kernel: Temporal kernel of the last convolution, the one that writes the D motion features.
     """
 
     def __init__(
@@ -142,6 +146,7 @@ class ConvMotionDecoder(nn.Module):
         stride: int = 1,
         num_res_blocks: int = 2,
         causal: bool = False,
+        io_kernel: int = 3,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [PaddedConv1d(latent_dim, hidden_dim, 3, causal=causal)]
@@ -153,7 +158,7 @@ class ConvMotionDecoder(nn.Module):
                 PaddedConv1d(hidden_dim, hidden_dim, 3, causal=causal),
             ]
             layers.append(_res_stack(hidden_dim, num_res_blocks, causal))
-        layers += [nn.SiLU(), PaddedConv1d(hidden_dim, motion_dim, 3, causal=causal)]
+        layers += [nn.SiLU(), PaddedConv1d(hidden_dim, motion_dim, io_kernel, causal=causal)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:
@@ -174,6 +179,12 @@ class MotionTokenizer(nn.Module):
         num_res_blocks: Dilated residual blocks per resolution level.
         causal: Left-padded convolutions so that decoding can stream token by token.
         quantizer: The residual quantizer; default ``ResidualVQ(dim=latent_dim)``.
+        io_kernel: Temporal kernel (odd) of the two convolutions on the motion side: the encoder's first, which
+            reads the D features, and the decoder's last, which writes them. With vertex offsets D is large
+            (15069 for FLAME), so these two layers hold most of the weights and the compute; 1 makes them
+            per-frame linear maps (as the vertex embeddings of CodeTalker and FaceFormer), three times smaller
+            and cheaper, and leaves the temporal context to the hidden convolutions. The default 3 is the
+            layout of earlier checkpoints.
     """
 
     def __init__(
@@ -185,8 +196,11 @@ class MotionTokenizer(nn.Module):
         num_res_blocks: int = 2,
         causal: bool = False,
         quantizer: ResidualVQ | None = None,
+        io_kernel: int = 3,
     ) -> None:
         super().__init__()
+        if io_kernel < 1 or io_kernel % 2 == 0:
+            raise ValueError(f"MotionTokenizer io_kernel={io_kernel} must be an odd number >= 1 (1 or 3).")
         if stride not in (1, 2, 4):
             raise ValueError(f"MotionTokenizer stride={stride} is not supported; use 1, 2 or 4.")
         if motion_dim < 1 or latent_dim < 1 or hidden_dim < 1 or num_res_blocks < 0:
@@ -202,9 +216,9 @@ class MotionTokenizer(nn.Module):
         self.motion_dim = motion_dim
         self.stride = stride
         self.causal = causal
-        self.encoder = ConvMotionEncoder(motion_dim, latent_dim, hidden_dim, stride, num_res_blocks, causal)
+        self.encoder = ConvMotionEncoder(motion_dim, latent_dim, hidden_dim, stride, num_res_blocks, causal, io_kernel)
         self.quantizer = quantizer
-        self.decoder = ConvMotionDecoder(motion_dim, latent_dim, hidden_dim, stride, num_res_blocks, causal)
+        self.decoder = ConvMotionDecoder(motion_dim, latent_dim, hidden_dim, stride, num_res_blocks, causal, io_kernel)
         self.register_buffer("motion_mean", torch.zeros(motion_dim))
         self.register_buffer("motion_std", torch.ones(motion_dim))
 

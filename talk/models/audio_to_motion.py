@@ -49,9 +49,10 @@ class AudioToMotionModule(TalkModule):
         val_generate_every: Generate and compute LVE in validation every n epochs (0: never).
         test_condition: Training subject whose style drives unseen subjects; None averages all styles.
         encoder_window_seconds: At inference, audio longer than this is encoded in windows of this length with
-            ``encoder_context_seconds`` of context on each side (``audio.StreamingEncoder``), so the cost of a
+            ``encoder_context_seconds`` of context on each side (``AudioEncoder.encode_long``), so the cost of a
             self-attention encoder (wav2vec2, HuBERT, WavLM) grows linearly with the length instead of
-            quadratically; exact for the mel encoder. None encodes every input whole.
+            quadratically; exact for the mel encoder, and for the speech encoders everything but the transformer's
+            view past each window is exact. None encodes every input whole.
         encoder_context_seconds: Left context and look-ahead of each window.
         tokenizer_config: Architecture of the tokenizer (its ``talk fit`` config); filled in automatically from
             ``tokenizer_checkpoint`` and stored in this model's checkpoints, so that reloading them never needs the
@@ -78,7 +79,7 @@ class AudioToMotionModule(TalkModule):
         val_generate_every: int = 5,
         test_condition: str | None = None,
         encoder_window_seconds: float | None = 10.0,
-        encoder_context_seconds: float = 1.0,
+        encoder_context_seconds: float = 0.5,
         tokenizer_config: dict | None = None,
         tokenizer: MotionTokenizer | None = None,
     ) -> None:
@@ -148,14 +149,8 @@ class AudioToMotionModule(TalkModule):
         encoder = self.audio_encoder
         if self.training or window is None or audio.shape[0] != 1 or audio.shape[1] <= window * encoder.sample_rate:
             return encoder(audio, audio_lengths)
-        from audio.streaming import StreamingEncoder, concat_features
-
-        context = self.encoder_context_seconds
-        exact = getattr(encoder, "lookahead_frames", None) is not None
-        stream = StreamingEncoder(
-            encoder, chunk_seconds=window, left_context_seconds=context, lookahead_seconds=None if exact else context
-        )
-        return concat_features(stream.encode_chunks([audio[:, : int(audio_lengths[0])]]))
+        valid = audio[:, : int(audio_lengths[0])]
+        return encoder.encode_long(valid, window, self.encoder_context_seconds)
 
     def token_features(self, features: AudioFeatures, tokens: Tensor | int) -> Tensor:
         """Encoder features -> LM input ``[B, Tq, stride * D]`` (token frame q stacks motion frames qs..qs+s-1)."""

@@ -245,3 +245,76 @@ def test_missing_transformers_says_how_to_install(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setitem(sys.modules, "transformers", None)  # makes `import transformers` raise ImportError
     with pytest.raises(ImportError, match="pip install transformers"):
         HFSpeechEncoder("facebook/wav2vec2-base-960h")
+
+
+# ------------------------------------------------------------------------------ inference in pieces and windows
+
+
+@pytest.mark.parametrize("family", sorted(CONFIGS))
+@pytest.mark.parametrize("norm", ["group", "layer"])
+def test_conv_features_in_pieces_equal_the_whole_pass(monkeypatch: pytest.MonkeyPatch, family: str, norm: str) -> None:
+    import audio.hf
+
+    monkeypatch.setattr(audio.hf, "CONV_CHUNK_FRAMES", 7)  # many pieces, and a partial last one
+    torch.manual_seed(0)
+    config = CONFIGS[family](**TINY, feat_extract_norm=norm, do_stable_layer_norm=norm == "layer")
+    encoder = HFSpeechEncoder.from_config(config, freeze="all")
+    wav = torch.randn(2, 16000 + 123)  # two different rows: statistics are per row
+    wav[1, 9000:] = 0  # padding, as batches carry it
+    with torch.no_grad():
+        whole = encoder.model.feature_extractor(wav)
+        pieces = encoder.conv_features(wav)
+    assert pieces.shape == whole.shape == (2, 32, encoder.num_frames(wav.shape[1]))
+    torch.testing.assert_close(pieces, whole, atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("norm", ["group", "layer"])
+def test_inference_forward_equals_the_models_own_forward(monkeypatch: pytest.MonkeyPatch, norm: str) -> None:
+    import audio.hf
+
+    monkeypatch.setattr(audio.hf, "CONV_CHUNK_FRAMES", 11)
+    torch.manual_seed(0)
+    config = transformers.Wav2Vec2Config(**TINY, feat_extract_norm=norm, do_stable_layer_norm=norm == "layer")
+    encoder = HFSpeechEncoder.from_config(config, freeze="none", layer=1).eval()
+    wav = torch.randn(2, 12000)
+    lengths = torch.tensor([12000, 7000])
+    with torch.no_grad():
+        fast = encoder(wav, lengths).x  # conv encoder in pieces
+    slow = encoder(wav, lengths).x  # grad enabled and a trainable conv encoder: the model's own forward
+    assert slow.requires_grad
+    torch.testing.assert_close(fast, slow.detach(), atol=2e-5, rtol=1e-4)
+    assert encoder.model.feature_extractor.__class__.__name__.endswith("FeatureEncoder")  # restored
+
+
+@pytest.mark.parametrize("family", sorted(CONFIGS))
+def test_encode_long_with_full_context_equals_forward(family: str) -> None:
+    torch.manual_seed(0)
+    encoder = HFSpeechEncoder.from_config(CONFIGS[family](**TINY), freeze="all", weighted_layer_sum=True)
+    wav = torch.randn(1, 3 * 16000 + 77)
+    with torch.no_grad():
+        whole = encoder(wav).x
+        # 0.5 s windows whose context reaches over the whole input: every window sees what forward sees.
+        windowed = encoder.encode_long(wav, window_seconds=0.5, context_seconds=4.0)
+        one_window = encoder.encode_long(wav, window_seconds=10.0, context_seconds=0.0)
+    assert windowed.x.shape == whole.shape and bool(windowed.mask.all())
+    torch.testing.assert_close(windowed.x, whole, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(one_window.x, whole, atol=2e-5, rtol=1e-4)
+
+
+def test_encode_long_windows_see_only_their_context() -> None:
+    torch.manual_seed(0)
+    encoder = HFSpeechEncoder.from_config(transformers.Wav2Vec2Config(**TINY), freeze="all")
+    wav = torch.randn(1, 4 * 16000)
+    changed = wav.clone()
+    changed[:, 3 * 16000 :] = torch.randn(1, 16000)  # change only the last second
+    with torch.no_grad():
+        a = encoder.encode_long(wav, window_seconds=1.0, context_seconds=0.5).x
+        b = encoder.encode_long(changed, window_seconds=1.0, context_seconds=0.5).x
+    # Normalisation is per utterance, so every frame moves a little; frames of windows whose context ends
+    # before the change move only through it, far less than the frames that hear the change.
+    near = (a - b)[:, 150:].abs().mean()
+    far = (a - b)[:, :70].abs().mean()
+    assert a.shape[1] == encoder.num_frames(wav.shape[1])
+    assert far < 0.05 * near
+    with pytest.raises(ValueError, match="window_seconds > 0"):
+        encoder.encode_long(wav, window_seconds=0.0, context_seconds=0.5)

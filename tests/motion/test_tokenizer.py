@@ -16,11 +16,13 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def make(stride: int = 1, causal: bool = False, dim: int = 6, dropout: float = 0.0, **rvq) -> MotionTokenizer:
+def make(
+    stride: int = 1, causal: bool = False, dim: int = 6, dropout: float = 0.0, io_kernel: int = 3, **rvq
+) -> MotionTokenizer:
     torch.manual_seed(0)
     quantizer = ResidualVQ(dim=8, num_quantizers=3, codebook_size=16, quantizer_dropout=dropout, **rvq)
     return MotionTokenizer(motion_dim=dim, latent_dim=8, hidden_dim=16, stride=stride, num_res_blocks=2,
-                           causal=causal, quantizer=quantizer)  # fmt: skip
+                           causal=causal, quantizer=quantizer, io_kernel=io_kernel)  # fmt: skip
 
 
 def smooth_motion(batch: int, frames: int, dim: int, seed: int) -> torch.Tensor:
@@ -36,8 +38,11 @@ def smooth_motion(batch: int, frames: int, dim: int, seed: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("stride", [1, 2, 4])
 @pytest.mark.parametrize("causal", [False, True])
-def test_shapes_for_every_stride_and_odd_lengths(stride, causal):
-    model = make(stride, causal)
+@pytest.mark.parametrize("io_kernel", [1, 3])
+def test_shapes_for_every_stride_and_odd_lengths(stride, causal, io_kernel):
+    model = make(stride, causal, io_kernel=io_kernel)
+    motion_side = (model.encoder.net[0], model.decoder.net[-1])
+    assert [conv.kernel_size[0] for conv in motion_side] == [io_kernel, io_kernel]
     for frames in (1, 7, 33):
         motion = torch.randn(2, frames, 6)
         mask = torch.ones(2, frames, dtype=torch.bool)
@@ -97,8 +102,9 @@ def test_decoding_more_codebooks_reduces_the_error_after_a_short_fit():
 
 
 @pytest.mark.parametrize("stride", [1, 2, 4])
-def test_causal_tokenizer_never_looks_ahead(stride):
-    model = make(stride, causal=True)
+@pytest.mark.parametrize("io_kernel", [1, 3])
+def test_causal_tokenizer_never_looks_ahead(stride, io_kernel):
+    model = make(stride, causal=True, io_kernel=io_kernel)
     model.train()(torch.randn(2, 16, 6))
     model.eval()
     motion = torch.randn(1, 16, 6)
@@ -153,6 +159,8 @@ def test_normalization_is_applied_and_inverted():
 def test_bad_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match="stride"):
         MotionTokenizer(motion_dim=6, stride=3)
+    with pytest.raises(ValueError, match="io_kernel=2"):
+        MotionTokenizer(motion_dim=6, io_kernel=2)
     with pytest.raises(ValueError, match="latent_dim=8"):
         MotionTokenizer(motion_dim=6, latent_dim=8, quantizer=ResidualVQ(dim=4))
     model = make().eval()

@@ -13,11 +13,12 @@ from motion.tokenizer import MotionTokenizer
 
 @pytest.mark.parametrize("stride", [1, 2, 4])
 @pytest.mark.parametrize("causal", [False, True])
-def test_streaming_decoder_equals_offline_decode(stride, causal):
+@pytest.mark.parametrize("io_kernel", [1, 3])
+def test_streaming_decoder_equals_offline_decode(stride, causal, io_kernel):
     torch.manual_seed(0)
     quantizer = ResidualVQ(dim=8, num_quantizers=3, codebook_size=16)
     tok = MotionTokenizer(motion_dim=12, latent_dim=8, hidden_dim=16, stride=stride, num_res_blocks=2,
-                          causal=causal, quantizer=quantizer).eval()  # fmt: skip
+                          causal=causal, quantizer=quantizer, io_kernel=io_kernel).eval()  # fmt: skip
     codes = torch.randint(0, 16, (2, 3, 23))
     length = 23 * stride - (stride - 1)
     reference = tok.decode(codes, length)
