@@ -272,7 +272,7 @@ class DecodeSession:
         sampling: Token choice.
         capacity: KV cache positions (the attention window).
         teacher: Optional ``[B, K, S]`` step sequence to feed instead of sampling (teacher forcing).
-        record: Optional ``[B, K, S, C]`` buffer that receives every step's logits.
+        record: Optional ``[B, K, S, C]`` buffer that receives every step's logits (guided ones under CFG).
     """
 
     def __init__(
@@ -403,14 +403,14 @@ class DecodeSession:
             x = torch.cat([x, emb + self.null])
         logits = self.model.step_logits(x, self.rope[s - self.rope_start], self.cache, self.weights)
         self.cache.advance()
+        sp = self.sampling
+        if self.cfg:
+            logits = torch.lerp(logits[self.batch :], logits[: self.batch], sp.cfg_scale)
         if self.record is not None:
             self.record[:, :, s] = logits
         if self.teacher is not None:
             tokens = self.teacher[:, :, s]
         else:
-            sp = self.sampling
-            if self.cfg:
-                logits = torch.lerp(logits[self.batch :], logits[: self.batch], sp.cfg_scale)
             tokens = sample_tokens(logits, sp.temperature, sp.top_k, sp.top_p, sp.greedy, sp.generator)
         self.seq[:, :, s - self.seq_start] = tokens
         self.step = s + 1

@@ -363,7 +363,8 @@ class MotionLM(nn.Module):
         cfg_scale: float = 1.0,
         greedy: bool = False,
         generator: torch.Generator | None = None,
-    ) -> Tensor:
+        return_probs: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """Generate codes for the whole audio (inference behaviour whatever the module's mode).
 
         Args:
@@ -376,9 +377,12 @@ class MotionLM(nn.Module):
             cfg_scale: Classifier-free guidance, ``u + cfg_scale * (c - u)``; 1 runs the conditional branch only.
             greedy: Argmax decoding.
             generator: Seeded generator for reproducible sampling.
+            return_probs: Also return each token's predictive distribution: the softmax of the (guided) logits
+                it was chosen from, at ``temperature`` when sampling and at 1 when decoding greedily, before any
+                top-k / top-p filtering. Each distribution is conditioned on the tokens generated before it.
 
         Returns:
-            Codes ``[B, K, Tq]`` long in ``[0, C)``.
+            Codes ``[B, K, Tq]`` long in ``[0, C)``; with ``return_probs`` also ``[B, K, Tq, C]`` probabilities.
         """
         sampling = SamplingArgs(temperature, top_k, top_p, cfg_scale, greedy, generator)
         check_sampling(temperature, top_k, top_p, cfg_scale)
@@ -389,18 +393,22 @@ class MotionLM(nn.Module):
                 f"num_frames={num_frames} must be in [0, {audio.shape[1]}] (audio frames)."
             )
         steps = self.pattern.num_steps(tq)
+        b, k, c = audio.shape[0], self.num_codebooks, self.codebook_size
         with torch.inference_mode():
-            session = DecodeSession(self, style, sampling, max(1, min(self.max_context, steps)))
-            if session.batch != audio.shape[0]:
-                raise MotionLMInputError(
-                    f"style has batch {session.batch}, audio has batch {audio.shape[0]}."
-                )
+            record = audio.new_empty(b, k, steps, c) if return_probs else None
+            session = DecodeSession(self, style, sampling, max(1, min(self.max_context, steps)), record=record)
+            if session.batch != b:
+                raise MotionLMInputError(f"style has batch {session.batch}, audio has batch {b}.")
             session.feed(audio[:, :tq])
             session.end()
             codes = session.run(stop_at_frame=False)
-        if codes is None:
-            return torch.zeros(audio.shape[0], self.num_codebooks, 0, dtype=torch.long, device=audio.device)
-        return codes.clone()
+            if return_probs:
+                logits = torch.stack([record[:, i, d : d + tq] for i, d in enumerate(self.pattern.delays)], 1)
+                sampled = not greedy and temperature > 0
+                probs = (logits / temperature if sampled else logits).softmax(dim=-1)
+        # Clones outside inference mode are normal tensors, usable with autograd.
+        codes = torch.zeros(b, k, 0, dtype=torch.long, device=audio.device) if codes is None else codes.clone()
+        return (codes, probs.clone()) if return_probs else codes
 
     def stream(
         self,

@@ -320,11 +320,16 @@ class MotionTokenizer(nn.Module):
             codes: Token indices.
             length: T to crop to, in ``((Tq - 1) * stride, Tq * stride]``; default ``Tq * stride``.
         """
-        full = codes.shape[-1] * self.stride
+        return self.decode_latent(self.quantizer.decode(codes), length)
+
+    def decode_latent(self, z: Tensor, length: int | None = None) -> Tensor:
+        """Motion ``[B, T, D]`` from quantized latents ``[B, Tq, latent_dim]`` (sums of code vectors, or any point of
+        the latent space, e.g. an expectation over codes); ``length`` as in :meth:`decode`."""
+        full = z.shape[1] * self.stride
         length = full if length is None else length
         if not full - self.stride < length <= full:
             raise ValueError(
-                f"decode length={length} does not match {codes.shape[-1]} tokens at stride {self.stride}; "
+                f"decode length={length} does not match {z.shape[1]} tokens at stride {self.stride}; "
                 f"pass a length in ({full - self.stride}, {full}]."
             )
-        return self._decode_latent(self.quantizer.decode(codes), length)
+        return self._decode_latent(z, length)

@@ -199,7 +199,7 @@ class StreamingAnimator:
         start = time.perf_counter()
         codes_stream = module.lm.stream(token_audio(), self.style, generator=generator, **self.sampling)
         for codes in codes_stream:
-            offsets = decoder.push(codes)
+            offsets = decoder.push(codes[:, : module.decode_codebooks])
             if offsets.shape[1]:
                 yield self._vertices(offsets, stats, state["pushed_at"])
         offsets = decoder.flush(state["frames"])

@@ -18,6 +18,9 @@ from talk.errors import CheckpointError
 from talk.models.base import TalkModule
 
 
+DECODE_LATENTS = ("codes", "expected")
+
+
 class AudioToMotionModule(TalkModule):
     """Audio encoder + MotionLM over the codes of a trained, frozen motion tokenizer.
 
@@ -59,6 +62,12 @@ class AudioToMotionModule(TalkModule):
             tokenizer's file (its weights are part of this model's state dict).
         tokenizer: For use from Python (benchmarks, notebooks): a trained tokenizer object instead of
             ``tokenizer_checkpoint``.
+        decode_codebooks: Decode generated motion from the first n codebooks only (the LM still generates all K,
+            which it reads back); None decodes all. Quantizer dropout trains the tokenizer to decode any prefix.
+        decode_latent: ``"codes"`` decodes the generated codes; ``"expected"`` decodes, for every token frame, the
+            expectation of each codebook's code vectors under the LM's predictive distribution (given the codes
+            generated before it), the least-squares estimate of the latent where the LM is unsure. Offline only
+            (``generate``, ``talk test``, ``talk animate``); streaming decodes codes.
     """
 
     def __init__(
@@ -82,6 +91,8 @@ class AudioToMotionModule(TalkModule):
         encoder_context_seconds: float = 0.5,
         tokenizer_config: dict | None = None,
         tokenizer: MotionTokenizer | None = None,
+        decode_codebooks: int | None = None,
+        decode_latent: str = "codes",
     ) -> None:
         super().__init__(motion_dim=motion_dim, num_styles=num_styles, fps=fps, test_condition=test_condition)
         self.save_config(["audio_encoder", "lm", "optimizer", "scheduler", "tokenizer"])
@@ -105,6 +116,13 @@ class AudioToMotionModule(TalkModule):
         self.val_generate_every = val_generate_every
         self.encoder_window_seconds = encoder_window_seconds
         self.encoder_context_seconds = encoder_context_seconds
+        k = q.num_quantizers
+        if decode_codebooks is not None and not 1 <= decode_codebooks <= k:
+            raise ValueError(f"decode_codebooks={decode_codebooks} must lie in [1, {k}] (the tokenizer's codebooks).")
+        if decode_latent not in DECODE_LATENTS:
+            raise ValueError(f"decode_latent={decode_latent!r} must be one of {DECODE_LATENTS}.")
+        self.decode_codebooks = decode_codebooks or k
+        self.decode_latent = decode_latent
 
     @staticmethod
     def _load_tokenizer(path: str | None, motion_dim: int) -> tuple[MotionTokenizer, dict | None]:
@@ -174,9 +192,14 @@ class AudioToMotionModule(TalkModule):
     ) -> Tensor:
         """Vertices ``[B, T, V, 3]``."""
         features, tokens = self._token_audio(audio, audio_lengths, num_frames)
-        codes = self.lm.generate(features, style, num_frames=int(tokens.max()), **self.sampling)
-        t = int(num_frames.max())
-        offsets = self.tokenizer.decode(codes, length=t)
+        t, n = int(num_frames.max()), self.decode_codebooks
+        if self.decode_latent == "expected":
+            _, probs = self.lm.generate(features, style, int(tokens.max()), return_probs=True, **self.sampling)
+            vectors = self.tokenizer.quantizer.codebooks[:n].to(probs.dtype)  # [n, C, latent]
+            offsets = self.tokenizer.decode_latent(torch.einsum("bkqc,kcd->bqd", probs[:, :n], vectors), t)
+        else:
+            codes = self.lm.generate(features, style, num_frames=int(tokens.max()), **self.sampling)
+            offsets = self.tokenizer.decode(codes[:, :n], length=t)
         return template[:, None] + offsets.view(offsets.shape[0], t, -1, 3)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:

@@ -269,3 +269,22 @@ def test_token_corruption_changes_only_training_inputs():
 def test_token_corruption_must_be_a_probability(value):
     with pytest.raises(ValueError, match="token_corruption"):
         make(token_corruption=value)
+
+
+@pytest.mark.parametrize("pattern", ["delay", "parallel"])
+def test_generate_returns_the_distribution_each_token_was_chosen_from(pattern):
+    model = make(pattern)
+    audio, _ = data(tq=9)
+    codes, probs = model.generate(audio, STYLE, greedy=True, return_probs=True)
+    assert torch.equal(codes, model.generate(audio, STYLE, greedy=True))
+    assert probs.shape == (2, K, 9, C) and not probs.is_inference()
+    torch.testing.assert_close(probs.sum(-1), torch.ones(2, K, 9))
+    assert torch.equal(probs.argmax(-1), codes)  # greedy: frame layout lines up with the codes
+    # The same distributions as the teacher-forced model on these codes, mapped from steps to frames.
+    logits = model(codes, audio, STYLE).logits
+    expected = torch.stack([logits[:, k, d : d + 9] for k, d in enumerate(model.pattern.delays)], 1)
+    torch.testing.assert_close(probs, expected.softmax(-1), atol=1e-5, rtol=1e-4)
+    # Sampling: the distribution at the sampling temperature.
+    _, hot = model.generate(audio, STYLE, temperature=0.5, generator=torch.Generator().manual_seed(0),
+                            return_probs=True)  # fmt: skip
+    assert hot.max(-1).values.mean() > probs.max(-1).values.mean()

@@ -96,7 +96,7 @@ def test_animate_stream_cli_writes_the_video_and_meshes(lm_ckpt, synth_root, tmp
     assert meshes["vertices"].shape[0] == info.n_frames
 
 
-def _small_flagship(window: float | None):
+def _small_flagship(window: float | None, **options):
     import functools
 
     from audio.mel import MelEncoder
@@ -109,7 +109,7 @@ def _small_flagship(window: float | None):
     lm = functools.partial(MotionLM, d_model=32, num_layers=1, num_heads=2, ff_dim=64, pattern="parallel", lookahead=2)
     encoder = MelEncoder(sample_rate=16000, output_dim=16, num_layers=2)
     module = AudioToMotionModule(encoder, lm, motion_dim=12, num_styles=2, fps=30.0, tokenizer=tok,
-                                 encoder_window_seconds=window, encoder_context_seconds=0.3)  # fmt: skip
+                                 encoder_window_seconds=window, encoder_context_seconds=0.3, **options)  # fmt: skip
     module.assets = {"train_subjects": ["A", "B"], "templates": {"A": torch.zeros(4, 3), "B": torch.zeros(4, 3)},
                      "sample_rate": 16000, "fps": 30.0}  # fmt: skip
     return module.eval()
@@ -143,3 +143,32 @@ def test_flagship_checkpoint_loads_without_the_tokenizer_file(lm_ckpt, tokenizer
         shutil.move(moved, tokenizer_ckpt)
     for (name, a), (_, b) in zip(model.tokenizer.state_dict().items(), reference.tokenizer.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_decode_options_use_a_codebook_prefix_or_the_expected_latent():
+    model = _small_flagship(None)
+    for layer in model.tokenizer.quantizer.layers:  # untrained codebooks start at zero: give them code vectors
+        layer.embed.normal_(generator=torch.Generator().manual_seed(1))
+    wav = torch.randn(int(1.5 * 16000)) * 0.1
+    n = torch.tensor([wav.shape[0]])
+    frames = torch.tensor([37])
+    template = torch.zeros(1, 4, 3)
+    style = torch.tensor([0])
+    with torch.no_grad():
+        features, tokens = model._token_audio(wav[None], n, frames)
+        codes, probs = model.lm.generate(features, style, int(tokens.max()), return_probs=True, **model.sampling)
+        full = model.generate(wav[None], n, frames, template, style)
+        model.decode_codebooks = 1
+        coarse = model.generate(wav[None], n, frames, template, style)
+        model.decode_latent = "expected"
+        soft = model.generate(wav[None], n, frames, template, style)
+    tok = model.tokenizer
+    torch.testing.assert_close(full.flatten(2), tok.decode(codes, 37))
+    torch.testing.assert_close(coarse.flatten(2), tok.decode(codes[:, :1], 37))
+    latent = probs[:, 0] @ tok.quantizer.codebooks[0]  # [B, Tq, latent]
+    torch.testing.assert_close(soft.flatten(2), tok.decode_latent(latent, 37))
+    assert not torch.allclose(full, coarse) and not torch.allclose(coarse, soft)
+    with pytest.raises(ValueError, match="decode_codebooks=9"):
+        _small_flagship(None, decode_codebooks=9)
+    with pytest.raises(ValueError, match="decode_latent='mean'"):
+        _small_flagship(None, decode_latent="mean")
