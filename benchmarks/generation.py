@@ -60,7 +60,9 @@ def wav2vec2_encoder(size: str) -> HFSpeechEncoder:
     if size == "base":
         config = Wav2Vec2Config()  # wav2vec2-base: hidden 768, 12 layers, 12 heads, ff 3072
     else:
-        config = Wav2Vec2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
+        config = Wav2Vec2Config(
+            hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128
+        )
     torch.manual_seed(0)
     return HFSpeechEncoder.from_config(config, freeze="all").eval()
 
@@ -112,8 +114,10 @@ def speech(seconds: float) -> torch.Tensor:
 
 
 def streaming_figures(module, wav: torch.Tensor, left_context: float | None) -> tuple[float, float, float]:  # noqa: ANN001
-    animator = StreamingAnimator(module, subject=SUBJECTS[0], chunk_seconds=0.2, left_context_seconds=left_context)
-    for _ in animator.stream_file(wav[: SAMPLE_RATE]):  # warm-up (first-call allocations)
+    animator = StreamingAnimator(
+        module, subject=SUBJECTS[0], chunk_seconds=0.2, left_context_seconds=left_context
+    )
+    for _ in animator.stream_file(wav[:SAMPLE_RATE]):  # warm-up (first-call allocations)
         pass
     frames = sum(v.shape[0] for v in animator.stream_file(wav))
     stats = animator.stats
@@ -161,7 +165,10 @@ def main() -> None:
     print(f"{'encoder':>28} {'first frame (ms)':>17} {'frames/s':>9} {'algorithmic latency (ms)':>25}")
     wav = speech(args.stream_seconds)
     mel = MelEncoder(sample_rate=SAMPLE_RATE, output_dim=128, num_layers=3).eval()
-    for name, enc, left in (("mel (exact)", mel, None), (f"wav2vec2-{args.encoder}, 0.5 s context", encoder, 0.5)):
+    for name, enc, left in (
+        ("mel (exact)", mel, None),
+        (f"wav2vec2-{args.encoder}, 0.5 s context", encoder, 0.5),
+    ):
         module = flagship(enc, template)
         first, fps, latency = streaming_figures(module, wav, left)
         print(f"{name:>28} {1000 * first:17.0f} {fps:9.1f} {1000 * latency:25.0f}")

@@ -396,7 +396,9 @@ class MotionLM(nn.Module):
         b, k, c = audio.shape[0], self.num_codebooks, self.codebook_size
         with torch.inference_mode():
             record = audio.new_empty(b, k, steps, c) if return_probs else None
-            session = DecodeSession(self, style, sampling, max(1, min(self.max_context, steps)), record=record)
+            session = DecodeSession(
+                self, style, sampling, max(1, min(self.max_context, steps)), record=record
+            )
             if session.batch != b:
                 raise MotionLMInputError(f"style has batch {session.batch}, audio has batch {b}.")
             session.feed(audio[:, :tq])
@@ -407,7 +409,9 @@ class MotionLM(nn.Module):
                 sampled = not greedy and temperature > 0
                 probs = (logits / temperature if sampled else logits).softmax(dim=-1)
         # Clones outside inference mode are normal tensors, usable with autograd.
-        codes = torch.zeros(b, k, 0, dtype=torch.long, device=audio.device) if codes is None else codes.clone()
+        codes = (
+            torch.zeros(b, k, 0, dtype=torch.long, device=audio.device) if codes is None else codes.clone()
+        )
         return (codes, probs.clone()) if return_probs else codes
 
     def stream(

@@ -216,9 +216,13 @@ class MotionTokenizer(nn.Module):
         self.motion_dim = motion_dim
         self.stride = stride
         self.causal = causal
-        self.encoder = ConvMotionEncoder(motion_dim, latent_dim, hidden_dim, stride, num_res_blocks, causal, io_kernel)
+        self.encoder = ConvMotionEncoder(
+            motion_dim, latent_dim, hidden_dim, stride, num_res_blocks, causal, io_kernel
+        )
         self.quantizer = quantizer
-        self.decoder = ConvMotionDecoder(motion_dim, latent_dim, hidden_dim, stride, num_res_blocks, causal, io_kernel)
+        self.decoder = ConvMotionDecoder(
+            motion_dim, latent_dim, hidden_dim, stride, num_res_blocks, causal, io_kernel
+        )
         self.register_buffer("motion_mean", torch.zeros(motion_dim))
         self.register_buffer("motion_std", torch.ones(motion_dim))
 

@@ -17,7 +17,6 @@ from talk.data.batch import Batch
 from talk.errors import CheckpointError
 from talk.models.base import TalkModule
 
-
 DECODE_LATENTS = ("codes", "expected")
 
 
@@ -108,7 +107,9 @@ class AudioToMotionModule(TalkModule):
         self.tokenizer_config = tokenizer_config
         self.audio_encoder = audio_encoder
         q = self.tokenizer
-        self.lm = lm(q.num_quantizers, q.codebook_size, q.stride * audio_encoder.output_dim, num_styles=num_styles)
+        self.lm = lm(
+            q.num_quantizers, q.codebook_size, q.stride * audio_encoder.output_dim, num_styles=num_styles
+        )
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "cfg_scale": cfg_scale,
@@ -118,7 +119,9 @@ class AudioToMotionModule(TalkModule):
         self.encoder_context_seconds = encoder_context_seconds
         k = q.num_quantizers
         if decode_codebooks is not None and not 1 <= decode_codebooks <= k:
-            raise ValueError(f"decode_codebooks={decode_codebooks} must lie in [1, {k}] (the tokenizer's codebooks).")
+            raise ValueError(
+                f"decode_codebooks={decode_codebooks} must lie in [1, {k}] (the tokenizer's codebooks)."
+            )
         if decode_latent not in DECODE_LATENTS:
             raise ValueError(f"decode_latent={decode_latent!r} must be one of {DECODE_LATENTS}.")
         self.decode_codebooks = decode_codebooks or k
@@ -130,10 +133,14 @@ class AudioToMotionModule(TalkModule):
         from talk.models.tokenizer import TokenizerModule
 
         if path is None:
-            raise CheckpointError("AudioToMotionModule needs tokenizer_checkpoint (a `talk fit` tokenizer checkpoint).")
+            raise CheckpointError(
+                "AudioToMotionModule needs tokenizer_checkpoint (a `talk fit` tokenizer checkpoint)."
+            )
         tok = load_model(path)
         if not isinstance(tok, TokenizerModule):
-            raise CheckpointError(f"tokenizer_checkpoint {path} holds a {type(tok).__name__}, not a TokenizerModule.")
+            raise CheckpointError(
+                f"tokenizer_checkpoint {path} holds a {type(tok).__name__}, not a TokenizerModule."
+            )
         if tok.motion_dim != motion_dim:
             raise CheckpointError(
                 f"tokenizer_checkpoint {path} was trained on motion_dim={tok.motion_dim} but the data has "
@@ -147,7 +154,9 @@ class AudioToMotionModule(TalkModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
-        if self.tokenizer_config is not None:  # saved with the hyperparameters: reloading never needs the file
+        if (
+            self.tokenizer_config is not None
+        ):  # saved with the hyperparameters: reloading never needs the file
             checkpoint.setdefault("hyper_parameters", {})["tokenizer_config"] = self.tokenizer_config
 
     def train(self, mode: bool = True) -> AudioToMotionModule:
@@ -165,7 +174,12 @@ class AudioToMotionModule(TalkModule):
         """Encoder features; long single inputs at inference are encoded window by window (linear cost)."""
         window = self.encoder_window_seconds
         encoder = self.audio_encoder
-        if self.training or window is None or audio.shape[0] != 1 or audio.shape[1] <= window * encoder.sample_rate:
+        if (
+            self.training
+            or window is None
+            or audio.shape[0] != 1
+            or audio.shape[1] <= window * encoder.sample_rate
+        ):
             return encoder(audio, audio_lengths)
         valid = audio[:, : int(audio_lengths[0])]
         return encoder.encode_long(valid, window, self.encoder_context_seconds)
@@ -194,7 +208,9 @@ class AudioToMotionModule(TalkModule):
         features, tokens = self._token_audio(audio, audio_lengths, num_frames)
         t, n = int(num_frames.max()), self.decode_codebooks
         if self.decode_latent == "expected":
-            _, probs = self.lm.generate(features, style, int(tokens.max()), return_probs=True, **self.sampling)
+            _, probs = self.lm.generate(
+                features, style, int(tokens.max()), return_probs=True, **self.sampling
+            )
             vectors = self.tokenizer.quantizer.codebooks[:n].to(probs.dtype)  # [n, C, latent]
             offsets = self.tokenizer.decode_latent(torch.einsum("bkqc,kcd->bqd", probs[:, :n], vectors), t)
         else:

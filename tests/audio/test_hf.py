@@ -252,7 +252,9 @@ def test_missing_transformers_says_how_to_install(monkeypatch: pytest.MonkeyPatc
 
 @pytest.mark.parametrize("family", sorted(CONFIGS))
 @pytest.mark.parametrize("norm", ["group", "layer"])
-def test_conv_features_in_pieces_equal_the_whole_pass(monkeypatch: pytest.MonkeyPatch, family: str, norm: str) -> None:
+def test_conv_features_in_pieces_equal_the_whole_pass(
+    monkeypatch: pytest.MonkeyPatch, family: str, norm: str
+) -> None:
     import audio.hf
 
     monkeypatch.setattr(audio.hf, "CONV_CHUNK_FRAMES", 7)  # many pieces, and a partial last one

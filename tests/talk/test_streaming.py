@@ -106,7 +106,9 @@ def _small_flagship(window: float | None, **options):
     torch.manual_seed(0)
     tok = MotionTokenizer(motion_dim=12, latent_dim=8, hidden_dim=16, stride=2, num_res_blocks=1,
                           quantizer=ResidualVQ(dim=8, num_quantizers=2, codebook_size=16))  # fmt: skip
-    lm = functools.partial(MotionLM, d_model=32, num_layers=1, num_heads=2, ff_dim=64, pattern="parallel", lookahead=2)
+    lm = functools.partial(
+        MotionLM, d_model=32, num_layers=1, num_heads=2, ff_dim=64, pattern="parallel", lookahead=2
+    )
     encoder = MelEncoder(sample_rate=16000, output_dim=16, num_layers=2)
     module = AudioToMotionModule(encoder, lm, motion_dim=12, num_styles=2, fps=30.0, tokenizer=tok,
                                  encoder_window_seconds=window, encoder_context_seconds=0.3, **options)  # fmt: skip
@@ -141,13 +143,17 @@ def test_flagship_checkpoint_loads_without_the_tokenizer_file(lm_ckpt, tokenizer
         model = load_model(lm_ckpt)
     finally:
         shutil.move(moved, tokenizer_ckpt)
-    for (name, a), (_, b) in zip(model.tokenizer.state_dict().items(), reference.tokenizer.state_dict().items(), strict=True):
+    for (name, a), (_, b) in zip(
+        model.tokenizer.state_dict().items(), reference.tokenizer.state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), name
 
 
 def test_decode_options_use_a_codebook_prefix_or_the_expected_latent():
     model = _small_flagship(None)
-    for layer in model.tokenizer.quantizer.layers:  # untrained codebooks start at zero: give them code vectors
+    for (
+        layer
+    ) in model.tokenizer.quantizer.layers:  # untrained codebooks start at zero: give them code vectors
         layer.embed.normal_(generator=torch.Generator().manual_seed(1))
     wav = torch.randn(int(1.5 * 16000)) * 0.1
     n = torch.tensor([wav.shape[0]])
@@ -156,7 +162,9 @@ def test_decode_options_use_a_codebook_prefix_or_the_expected_latent():
     style = torch.tensor([0])
     with torch.no_grad():
         features, tokens = model._token_audio(wav[None], n, frames)
-        codes, probs = model.lm.generate(features, style, int(tokens.max()), return_probs=True, **model.sampling)
+        codes, probs = model.lm.generate(
+            features, style, int(tokens.max()), return_probs=True, **model.sampling
+        )
         full = model.generate(wav[None], n, frames, template, style)
         model.decode_codebooks = 1
         coarse = model.generate(wav[None], n, frames, template, style)
