@@ -273,6 +273,8 @@ class DecodeSession:
         capacity: KV cache positions (the attention window).
         teacher: Optional ``[B, K, S]`` step sequence to feed instead of sampling (teacher forcing).
         record: Optional ``[B, K, S, C]`` buffer that receives every step's logits (guided ones under CFG).
+        keep_probs: Keep each step's (guided) logits alongside its tokens, so that :meth:`run` can also return
+            the distributions the frames' tokens were chosen from (bounded like the token buffer).
     """
 
     def __init__(
@@ -283,6 +285,7 @@ class DecodeSession:
         capacity: int,
         teacher: Tensor | None = None,
         record: Tensor | None = None,
+        keep_probs: bool = False,
     ) -> None:
         pattern = model.pattern
         self.model = model
@@ -314,6 +317,8 @@ class DecodeSession:
         self.audio = weight.new_zeros(b, 0, weight.shape[1])  # conditioning of frames [audio_start, received)
         self.audio_start = 0
         self.seq = torch.full((b, self.num_codebooks, 0), self.special_token, device=weight.device)
+        # Logits of the steps in seq (same extent), when the distributions are wanted.
+        self.logits = weight.new_zeros(b, self.num_codebooks, 0, model.codebook_size) if keep_probs else None
         self.seq_start = 0  # step index of seq[..., 0]
         self.rope = rope_frequencies(self.head_dim, 0, 0, weight.device)
         self.rope_start = 0
@@ -346,6 +351,10 @@ class DecodeSession:
             )
             kept = self.seq[:, :, start - self.seq_start :]
             seq[:, :, : kept.shape[-1]] = kept
+            if self.logits is not None:
+                logits = self.logits.new_zeros(*seq.shape, self.logits.shape[-1])
+                logits[:, :, : kept.shape[-1]] = self.logits[:, :, start - self.seq_start :]
+                self.logits = logits
             self.seq, self.seq_start = seq, start
         if end_step > self.rope_start + self.rope.shape[0]:
             self.rope = rope_frequencies(self.head_dim, self.step, self.seq.shape[-1], self.seq.device)
@@ -360,8 +369,11 @@ class DecodeSession:
         done = max(self.step - self.max_delay, 0)
         return min(done, self.total if self.total is not None else self.received)
 
-    def run(self, stop_at_frame: bool) -> Tensor | None:
+    def run(self, stop_at_frame: bool) -> Tensor | tuple[Tensor, Tensor] | None:
         """Run the steps the audio allows; return codes ``[B, K, m]`` of newly complete frames, or None.
+
+        With ``keep_probs`` the result is ``(codes, probs)``, probs ``[B, K, m, C]``: the softmax of the logits each
+        token was chosen from, at the sampling temperature (at 1 for greedy decoding), before top-k / top-p.
 
         Args:
             stop_at_frame: Return as soon as one more frame is complete (streaming latency) instead of running
@@ -376,12 +388,19 @@ class DecodeSession:
             done = self._complete()
             if done <= self.emitted:
                 return None
-            first = self.emitted - self.seq_start
-            frames = [
-                self.seq[:, k, first + d : done - self.seq_start + d] for k, d in enumerate(self.delays)
-            ]
+            first, stop = self.emitted - self.seq_start, done - self.seq_start
             self.emitted = done
-            return torch.stack(frames, dim=1)
+            codes = torch.stack(
+                [self.seq[:, k, first + d : stop + d] for k, d in enumerate(self.delays)], dim=1
+            )
+            if self.logits is None:
+                return codes
+            logits = torch.stack(
+                [self.logits[:, k, first + d : stop + d] for k, d in enumerate(self.delays)], 1
+            )
+            sp = self.sampling
+            sampled = not sp.greedy and sp.temperature > 0
+            return codes, (logits / sp.temperature if sampled else logits).softmax(dim=-1)
 
     def _step(self) -> None:
         s = self.step
@@ -408,6 +427,8 @@ class DecodeSession:
             logits = torch.lerp(logits[self.batch :], logits[: self.batch], sp.cfg_scale)
         if self.record is not None:
             self.record[:, :, s] = logits
+        if self.logits is not None:
+            self.logits[:, :, s - self.seq_start] = logits
         if self.teacher is not None:
             tokens = self.teacher[:, :, s]
         else:

@@ -393,26 +393,20 @@ class MotionLM(nn.Module):
                 f"num_frames={num_frames} must be in [0, {audio.shape[1]}] (audio frames)."
             )
         steps = self.pattern.num_steps(tq)
-        b, k, c = audio.shape[0], self.num_codebooks, self.codebook_size
+        b, k = audio.shape[0], self.num_codebooks
         with torch.inference_mode():
-            record = audio.new_empty(b, k, steps, c) if return_probs else None
-            session = DecodeSession(
-                self, style, sampling, max(1, min(self.max_context, steps)), record=record
-            )
+            capacity = max(1, min(self.max_context, steps))
+            session = DecodeSession(self, style, sampling, capacity, keep_probs=return_probs)
             if session.batch != b:
                 raise MotionLMInputError(f"style has batch {session.batch}, audio has batch {b}.")
             session.feed(audio[:, :tq])
             session.end()
-            codes = session.run(stop_at_frame=False)
-            if return_probs:
-                logits = torch.stack([record[:, i, d : d + tq] for i, d in enumerate(self.pattern.delays)], 1)
-                sampled = not greedy and temperature > 0
-                probs = (logits / temperature if sampled else logits).softmax(dim=-1)
-        # Clones outside inference mode are normal tensors, usable with autograd.
-        codes = (
-            torch.zeros(b, k, 0, dtype=torch.long, device=audio.device) if codes is None else codes.clone()
-        )
-        return (codes, probs.clone()) if return_probs else codes
+            out = session.run(stop_at_frame=False)
+        if out is None:
+            codes = torch.zeros(b, k, 0, dtype=torch.long, device=audio.device)
+            out = (codes, audio.new_zeros(b, k, 0, self.codebook_size)) if return_probs else codes
+        # Clones made outside inference mode are normal tensors, usable with autograd.
+        return tuple(t.clone() for t in out) if return_probs else out.clone()
 
     def stream(
         self,
@@ -424,7 +418,8 @@ class MotionLM(nn.Module):
         cfg_scale: float = 1.0,
         greedy: bool = False,
         generator: torch.Generator | None = None,
-    ) -> Iterator[Tensor]:
+        return_probs: bool = False,
+    ) -> Iterator[Tensor] | Iterator[tuple[Tensor, Tensor]]:
         """Generate while audio arrives; yields codes ``[B, K, m]`` of frames as soon as they are complete.
 
         A frame is yielded right after the step that completes it, which can run once audio up to
@@ -441,14 +436,18 @@ class MotionLM(nn.Module):
             cfg_scale: As in :meth:`generate`.
             greedy: As in :meth:`generate`.
             generator: As in :meth:`generate`.
+            return_probs: Yield ``(codes, probs [B, K, m, C])`` pairs, as :meth:`generate` returns them.
         """
         check_sampling(temperature, top_k, top_p, cfg_scale)
         sampling = SamplingArgs(temperature, top_k, top_p, cfg_scale, greedy, generator)
         with torch.inference_mode():
-            session = DecodeSession(self, style, sampling, self.max_context)
+            session = DecodeSession(self, style, sampling, self.max_context, keep_probs=return_probs)
         return self._stream(session, audio_chunks)
 
-    def _stream(self, session: DecodeSession, audio_chunks: Iterable[Tensor]) -> Iterator[Tensor]:
+    def _stream(self, session: DecodeSession, audio_chunks: Iterable[Tensor]) -> Iterator:
+        def normal(out):  # noqa: ANN001, ANN202 - clones are normal tensors, usable outside inference mode
+            return tuple(t.clone() for t in out) if isinstance(out, tuple) else out.clone()
+
         for chunk in audio_chunks:
             chunk = self._check_audio(chunk, "audio chunk")
             if chunk.shape[0] != session.batch:
@@ -457,12 +456,12 @@ class MotionLM(nn.Module):
                 )
             with torch.inference_mode():
                 session.feed(chunk)
-            while (frames := session.run(stop_at_frame=True)) is not None:
-                yield frames.clone()  # a normal tensor, usable outside inference mode
+            while (out := session.run(stop_at_frame=True)) is not None:
+                yield normal(out)
         with torch.inference_mode():
             session.end()
-        while (frames := session.run(stop_at_frame=True)) is not None:
-            yield frames.clone()
+        while (out := session.run(stop_at_frame=True)) is not None:
+            yield normal(out)
 
     @torch.no_grad()
     def forward_cached(self, codes: Tensor, audio: Tensor, style: Tensor) -> LMOutput:

@@ -197,9 +197,17 @@ class StreamingAnimator:
             yield torch.cat([tail, aligner.finish(module.tokenizer.num_tokens(frames))], dim=1)
 
         start = time.perf_counter()
-        codes_stream = module.lm.stream(token_audio(), self.style, generator=generator, **self.sampling)
-        for codes in codes_stream:
-            offsets = decoder.push(codes[:, : module.decode_codebooks])
+        expected = module.decode_latent == "expected"
+        codes_stream = module.lm.stream(
+            token_audio(), self.style, generator=generator, return_probs=expected, **self.sampling
+        )
+        for out in codes_stream:
+            if (
+                expected
+            ):  # as AudioToMotionModule.generate: the expected code vectors under the LM's distribution
+                offsets = decoder.push_latent(module.expected_latent(out[1]))
+            else:
+                offsets = decoder.push(out[:, : module.decode_codebooks])
             if offsets.shape[1]:
                 yield self._vertices(offsets, stats, state["pushed_at"])
         offsets = decoder.flush(state["frames"])

@@ -65,8 +65,8 @@ class AudioToMotionModule(TalkModule):
             which it reads back); None decodes all. Quantizer dropout trains the tokenizer to decode any prefix.
         decode_latent: ``"codes"`` decodes the generated codes; ``"expected"`` decodes, for every token frame, the
             expectation of each codebook's code vectors under the LM's predictive distribution (given the codes
-            generated before it), the least-squares estimate of the latent where the LM is unsure. Offline only
-            (``generate``, ``talk test``, ``talk animate``); streaming decodes codes.
+            generated before it), the least-squares estimate of the latent where the LM is unsure. Streaming
+            decodes the same way.
     """
 
     def __init__(
@@ -206,17 +206,23 @@ class AudioToMotionModule(TalkModule):
     ) -> Tensor:
         """Vertices ``[B, T, V, 3]``."""
         features, tokens = self._token_audio(audio, audio_lengths, num_frames)
-        t, n = int(num_frames.max()), self.decode_codebooks
+        t = int(num_frames.max())
         if self.decode_latent == "expected":
             _, probs = self.lm.generate(
                 features, style, int(tokens.max()), return_probs=True, **self.sampling
             )
-            vectors = self.tokenizer.quantizer.codebooks[:n].to(probs.dtype)  # [n, C, latent]
-            offsets = self.tokenizer.decode_latent(torch.einsum("bkqc,kcd->bqd", probs[:, :n], vectors), t)
+            offsets = self.tokenizer.decode_latent(self.expected_latent(probs), t)
         else:
             codes = self.lm.generate(features, style, num_frames=int(tokens.max()), **self.sampling)
-            offsets = self.tokenizer.decode(codes[:, :n], length=t)
+            offsets = self.tokenizer.decode(codes[:, : self.decode_codebooks], length=t)
         return template[:, None] + offsets.view(offsets.shape[0], t, -1, 3)
+
+    def expected_latent(self, probs: Tensor) -> Tensor:
+        """``[B, Tq, latent]``: the expected sum of the first ``decode_codebooks`` code vectors under ``probs``
+        ``[B, K, Tq, C]`` (the LM's per-codebook distributions)."""
+        n = self.decode_codebooks
+        vectors = self.tokenizer.quantizer.codebooks[:n].to(probs.dtype)  # [n, C, latent]
+        return torch.einsum("bkqc,kcd->bqd", probs[:, :n], vectors)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         loss, per_codebook = self._loss(batch)

@@ -288,3 +288,14 @@ def test_generate_returns_the_distribution_each_token_was_chosen_from(pattern):
     _, hot = model.generate(audio, STYLE, temperature=0.5, generator=torch.Generator().manual_seed(0),
                             return_probs=True)  # fmt: skip
     assert hot.max(-1).values.mean() > probs.max(-1).values.mean()
+
+
+@pytest.mark.parametrize("pattern", ["delay", "parallel"])
+def test_stream_returns_the_same_distributions_as_generate(pattern):
+    model = make(pattern)
+    audio, _ = data(tq=16)
+    codes, probs = model.generate(audio, STYLE, greedy=True, return_probs=True)
+    pieces = list(model.stream(audio.split(3, dim=1), STYLE, greedy=True, return_probs=True))
+    assert all(isinstance(p, tuple) and p[1].shape[:3] == p[0].shape for p in pieces)
+    assert torch.equal(torch.cat([p[0] for p in pieces], dim=-1), codes)
+    torch.testing.assert_close(torch.cat([p[1] for p in pieces], dim=2), probs)

@@ -180,3 +180,30 @@ def test_decode_options_use_a_codebook_prefix_or_the_expected_latent():
         _small_flagship(None, decode_codebooks=9)
     with pytest.raises(ValueError, match="decode_latent='mean'"):
         _small_flagship(None, decode_latent="mean")
+
+
+def test_streaming_decoder_takes_latents_as_decode_latent_does():
+    torch.manual_seed(0)
+    tok = MotionTokenizer(motion_dim=12, latent_dim=8, hidden_dim=16, stride=2, num_res_blocks=2,
+                          quantizer=ResidualVQ(dim=8, num_quantizers=3, codebook_size=16)).eval()  # fmt: skip
+    z = torch.randn(1, 19, 8)
+    reference = tok.decode_latent(z, 37)
+    decoder = StreamingTokenDecoder(tok)
+    parts = [decoder.push_latent(z[:, i : i + 4]) for i in range(0, 19, 4)]
+    streamed = torch.cat([*parts, decoder.flush(37)], dim=1)
+    torch.testing.assert_close(streamed, reference, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="latents"):
+        decoder.push_latent(torch.randn(1, 2, 5))
+
+
+@pytest.mark.parametrize("options", [{}, {"decode_codebooks": 1}, {"decode_latent": "expected"}])
+def test_stream_equals_offline_for_every_decoding(options):
+    from talk.streaming import StreamingAnimator
+
+    model = _small_flagship(None, **options)
+    for layer in model.tokenizer.quantizer.layers:
+        layer.embed.normal_(generator=torch.Generator().manual_seed(1))
+    wav = torch.randn(int(1.2 * 16000)) * 0.1
+    offline = model.animate(wav, subject="A")
+    streamed = torch.cat(list(StreamingAnimator(model, subject="A", chunk_seconds=0.15).stream_file(wav)))
+    torch.testing.assert_close(streamed, offline, atol=1e-5, rtol=0)
