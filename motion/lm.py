@@ -80,6 +80,9 @@ class MotionLM(nn.Module):
             model reads by a uniformly random code (targets are untouched). Counters exposure bias: at
             inference the model reads its own, imperfect tokens, and a model that only ever saw true tokens
             learns to copy them and to ignore the audio. 0 disables it.
+        codebook_weights: Relative weight of each codebook's cross-entropy in the training loss (K non-negative
+            numbers, normalised to mean 1); None weighs every token alike. The logged per-codebook losses are
+            unweighted.
         max_context: Attention window in steps; the KV cache holds this many positions and longer sequences
             slide, so generation cost is linear in length. Positions are rotary (relative), hence unbounded.
         decode_threads: Intra-op CPU threads while decoding (set process-wide for the duration of each
@@ -103,6 +106,7 @@ class MotionLM(nn.Module):
         lookahead: int = 2,
         cfg_dropout: float = 0.1,
         token_corruption: float = 0.0,
+        codebook_weights: list[float] | None = None,
         max_context: int = 2048,
         decode_threads: int = 1,
     ) -> None:
@@ -130,6 +134,20 @@ class MotionLM(nn.Module):
         self.lookahead = lookahead
         self.cfg_dropout = cfg_dropout
         self.token_corruption = token_corruption
+        if codebook_weights is not None:
+            if (
+                len(codebook_weights) != num_codebooks
+                or min(codebook_weights) < 0
+                or max(codebook_weights) <= 0
+            ):
+                raise ValueError(
+                    f"codebook_weights={list(codebook_weights)} must hold {num_codebooks} non-negative weights, "
+                    "not all zero."
+                )
+            weights = torch.tensor([float(w) for w in codebook_weights])
+            self.register_buffer("codebook_weights", weights / weights.mean(), persistent=False)
+        else:
+            self.codebook_weights = None
         self.max_context = max_context
         self.decode_threads = decode_threads
         # Step s is conditioned on audio frame s + audio_shift (see the module docstring).
@@ -347,6 +365,8 @@ class MotionLM(nn.Module):
         ce = ce.view(sequence.shape)
         valid = (sequence != c).to(ce.dtype)
         per_codebook = (ce * valid).sum((0, 2)) / valid.sum((0, 2)).clamp_min(1)
+        if self.codebook_weights is not None:  # weighted per token: codebook k's tokens count w_k times
+            valid = valid * self.codebook_weights[None, :, None]
         return (ce * valid).sum() / valid.sum().clamp_min(1), per_codebook
 
     # ---------------------------------------------------------------- inference

@@ -1,10 +1,10 @@
 """``make demo``: the whole path on the embedded synthetic dataset, with the real commands printed as they run.
 
 1. ``talk data synth`` writes the synthetic talking-face dataset (skipped when it is already there),
-2. ``talk fit`` trains a model: the flagship (RVQ motion tokenizer, then the audio-conditioned MotionLM over its
-   tokens; it beats the regression baseline on the synthetic test split) when a GPU is present, or on request
-   (``--model flagship``, ``make demo-flagship``: about 45 minutes on 2 CPU cores); otherwise the FaceFormer-style
-   regression baseline (about 3 minutes on 2 CPU cores),
+2. ``talk fit`` trains a model: by default the flagship (RVQ motion tokenizer, then the audio-conditioned MotionLM
+   over its tokens; it beats the regression baseline on the synthetic test split), about 13 minutes on 2 CPU
+   cores; ``--model baseline`` (``make demo-baseline``) trains the FaceFormer-style regression baseline instead,
+   about 3 minutes,
 3. ``talk test`` evaluates it against the static-template baseline and writes ``metrics.json``,
 4. ``talk animate`` renders a held-out synthetic sentence and a real human recording (CMU ARCTIC) to mp4; the
    flagship also streams the human recording (``--stream``) and prints its latency.
@@ -43,19 +43,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override trainer.max_epochs")
     parser.add_argument(
         "--model",
-        choices=["auto", "flagship", "baseline"],
-        default="auto",
-        help="flagship (RVQ tokenizer + MotionLM) or baseline (regression); auto: flagship when a GPU is present",
+        choices=["flagship", "baseline"],
+        default="flagship",
+        help="flagship (RVQ tokenizer + MotionLM, the default) or baseline (regression, quicker to train)",
     )
     args = parser.parse_args(argv)
     model = args.model
-    if model == "auto":
-        import torch
-
-        model = "flagship" if torch.cuda.is_available() else "baseline"
-        print(
-            f"model: {model} ({'GPU found' if model == 'flagship' else 'no GPU: make demo-flagship trains the flagship'})"
-        )
     start = time.perf_counter()
     if not (DATA / "synth_meta.json").is_file():
         _run(["data", "synth", "--out", str(DATA)])

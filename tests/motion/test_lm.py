@@ -299,3 +299,19 @@ def test_stream_returns_the_same_distributions_as_generate(pattern):
     assert all(isinstance(p, tuple) and p[1].shape[:3] == p[0].shape for p in pieces)
     assert torch.equal(torch.cat([p[0] for p in pieces], dim=-1), codes)
     torch.testing.assert_close(torch.cat([p[1] for p in pieces], dim=2), probs)
+
+
+def test_codebook_weights_reweight_the_loss():
+    audio, codes = data()
+    plain = make(pattern="parallel", dropout=0.0, cfg_dropout=0.0)
+    loss, per_codebook = plain.loss(codes, audio, STYLE)
+    torch.testing.assert_close(
+        loss, per_codebook.mean()
+    )  # parallel pattern: every codebook has the same count
+    coarse = make(pattern="parallel", dropout=0.0, cfg_dropout=0.0, codebook_weights=[1.0, 0.0, 0.0])
+    weighted, same = coarse.loss(codes, audio, STYLE)
+    torch.testing.assert_close(same, per_codebook)  # logged losses stay unweighted
+    torch.testing.assert_close(weighted, per_codebook[0])
+    for bad in ([1.0, 1.0], [1.0, -1.0, 1.0], [0.0, 0.0, 0.0]):
+        with pytest.raises(ValueError, match="codebook_weights"):
+            make(codebook_weights=bad)
