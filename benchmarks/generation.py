@@ -5,9 +5,10 @@ Run: ``python benchmarks/generation.py [--seconds 10 60] [--encoder base|tiny] [
 
 Setting (stated in the output): 2 torch threads; a randomly initialised wav2vec2-base-sized encoder (hidden
 768, 12 layers, 12 heads, the standard 7-layer conv feature extractor; speed does not depend on the weights);
-the flagship as configured in experiments/synthetic/lm.yaml (tokenizer stride 2, K=4 codebooks of 256, LM
-d_model 256 x 4 layers, parallel pattern, look-ahead 3) over a FLAME-size motion (5023 vertices); the baseline
-as in experiments/synthetic/faceformer.yaml with the same encoder. Speech is the bundled ARCTIC utterance tiled
+the flagship as configured in experiments/synthetic/lm.yaml (tokenizer stride 2, K=4 codebooks of 256, per-frame
+linear motion-side layers, LM d_model 256 x 4 layers, parallel pattern, look-ahead 3, a 256-step attention
+window, codebook loss weights do not matter here, expected-latent decoding) over a FLAME-size motion (5023
+vertices); the baseline as in experiments/synthetic/faceformer.yaml with the same encoder. Speech is the bundled ARCTIC utterance tiled
 to length. Each figure is the best of ``--repeats`` calls.
 
 Figures:
@@ -85,9 +86,9 @@ def flagship(encoder, template: torch.Tensor) -> AudioToMotionModule:  # noqa: A
     tokenizer = MotionTokenizer(VERTICES * 3, latent_dim=64, hidden_dim=128, stride=2, num_res_blocks=1,
                                 io_kernel=1, quantizer=quantizer)  # fmt: skip
     lm = functools.partial(MotionLM, d_model=256, num_layers=4, num_heads=4, ff_dim=1024, pattern="parallel",
-                           lookahead=3, dropout=0.0)  # fmt: skip
+                           lookahead=3, dropout=0.0, max_context=256)  # fmt: skip
     module = AudioToMotionModule(encoder, lm, motion_dim=VERTICES * 3, num_styles=len(SUBJECTS), fps=FPS,
-                                 tokenizer=tokenizer)  # fmt: skip
+                                 tokenizer=tokenizer, decode_latent="expected")  # fmt: skip
     return with_assets(module, template)
 
 

@@ -32,9 +32,10 @@ def decoder_reach(tokenizer: MotionTokenizer, probe_tokens: int = 64) -> tuple[i
     mid = probe_tokens // 2
     s = tokenizer.stride
     g = torch.Generator().manual_seed(0)
-    z = torch.randn(1, probe_tokens, latent_dim, generator=g).to(param)  # [B, Tq, latent]
-    z.requires_grad_(True)
-    with torch.enable_grad():
+    # Autograd even when called under torch.inference_mode or no_grad (e.g. from inside a generation call).
+    with torch.inference_mode(False), torch.enable_grad():
+        z = torch.randn(1, probe_tokens, latent_dim, generator=g).to(param)  # [B, Tq, latent]
+        z.requires_grad_(True)
         out = decoder(z)  # [1, T, D]
         weights = torch.randn(out[:, mid * s : (mid + 1) * s].shape, generator=g).to(out)
         (out[:, mid * s : (mid + 1) * s] * weights).sum().backward()

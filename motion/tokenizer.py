@@ -285,7 +285,7 @@ class MotionTokenizer(nn.Module):
         return self.encoder(x)
 
     def _decode_latent(self, z: Tensor, length: int) -> Tensor:
-        return self.decoder(z)[:, :length] * self.motion_std + self.motion_mean
+        return torch.addcmul(self.motion_mean, self.decoder(z)[:, :length], self.motion_std)  # one pass
 
     def forward(
         self, motion: Tensor, mask: Tensor | None = None, num_quantizers: int | None = None

@@ -215,7 +215,7 @@ class AudioToMotionModule(TalkModule):
         else:
             codes = self.lm.generate(features, style, num_frames=int(tokens.max()), **self.sampling)
             offsets = self.tokenizer.decode(codes[:, : self.decode_codebooks], length=t)
-        return template[:, None] + offsets.view(offsets.shape[0], t, -1, 3)
+        return offsets.view(offsets.shape[0], t, -1, 3).add_(template[:, None])  # in place: offsets are ours
 
     def expected_latent(self, probs: Tensor) -> Tensor:
         """``[B, Tq, latent]``: the expected sum of the first ``decode_codebooks`` code vectors under ``probs``
