@@ -111,7 +111,9 @@ def _lerp(x: Tensor, src: Tensor, counts: Tensor, pos: Tensor, frame_rate: float
     return AudioFeatures(x=y, mask=out_mask, frame_rate=frame_rate)
 
 
-def resample_features(features: AudioFeatures, num_frames: Tensor | list[int] | int, fps: float) -> AudioFeatures:
+def resample_features(
+    features: AudioFeatures, num_frames: Tensor | list[int] | int, fps: float
+) -> AudioFeatures:
     """Fixed-rate linear resampling: motion frame t reads the audio at time ``t / fps``.
 
     Unlike :func:`interpolate_features`, the position of frame t (``t * frame_rate / fps`` audio frames, clamped
@@ -135,11 +137,15 @@ def resample_features(features: AudioFeatures, num_frames: Tensor | list[int] | 
         num_frames = [num_frames] * batch
     counts = torch.as_tensor(num_frames, device=x.device)
     if counts.shape != (batch,) or counts.is_floating_point() or bool((counts < 0).any()):
-        raise ValueError(f"num_frames must be an int or hold {batch} non-negative integers, got {num_frames!r}.")
+        raise ValueError(
+            f"num_frames must be an int or hold {batch} non-negative integers, got {num_frames!r}."
+        )
     counts = counts.long()
     src = mask.sum(dim=1)
     if bool(((src == 0) & (counts > 0)).any()):
-        raise ValueError(f"Cannot resample a sequence with no valid audio frames (audio frames {src.tolist()}).")
+        raise ValueError(
+            f"Cannot resample a sequence with no valid audio frames (audio frames {src.tolist()})."
+        )
     out_len = int(counts.max()) if batch > 0 else 0
     t = torch.arange(out_len, device=x.device, dtype=torch.float64)[None, :].expand(batch, out_len)
     return _lerp(x, src, counts, t * (features.frame_rate / float(rate)), float(rate))

@@ -153,7 +153,9 @@ def animate(
     )
 
 
-def _load_ground_truth(path: str | Path, source_fps: float | None, fps: float, faces: torch.Tensor) -> torch.Tensor:
+def _load_ground_truth(
+    path: str | Path, source_fps: float | None, fps: float, faces: torch.Tensor
+) -> torch.Tensor:
     """Ground-truth vertices ``[T, V, 3]`` at the model's frame rate from a VOCASET-layout ``.npy``."""
     import numpy as np
 

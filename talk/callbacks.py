@@ -46,7 +46,11 @@ class ComparisonVideos(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:  # fmt: skip
-        if len(self.written) >= self.num_sequences or not isinstance(outputs, dict) or "vertices" not in outputs:
+        if (
+            len(self.written) >= self.num_sequences
+            or not isinstance(outputs, dict)
+            or "vertices" not in outputs
+        ):
             return
         faces = pl_module.assets.get("faces")
         if faces is None:
@@ -67,7 +71,9 @@ class ComparisonVideos(L.Callback):
             self.written.append(self._write(out_dir / f"{name}.mp4", pred, truth, faces, batch, i, sample_rate,
                                             float(pl_module.fps), f"{name}  LVE {lve_mm:.2f} mm"))  # fmt: skip
 
-    def _write(self, path: Path, pred, truth, faces, batch, i: int, sample_rate: int, fps: float, caption: str):  # noqa: ANN001
+    def _write(
+        self, path: Path, pred, truth, faces, batch, i: int, sample_rate: int, fps: float, caption: str
+    ):  # noqa: ANN001
         import soundfile as sf
 
         from render.compare import ComparisonRenderer

@@ -118,7 +118,7 @@ def _explicit_model_flags(argv: list[str]) -> dict[str, Any]:
         i += 1
         if not arg.startswith("--model."):
             continue
-        key, eq, value = arg[len("--model."):].partition("=")
+        key, eq, value = arg[len("--model.") :].partition("=")
         if not eq:
             if i >= len(argv) or argv[i].startswith("--"):
                 continue

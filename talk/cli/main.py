@@ -147,9 +147,15 @@ def _animate_command(argv: list[str]) -> None:
         help="generate while the audio is fed in chunks and render each frame as soon as it is decided "
         "(token models: experiments/*/lm.yaml); prints the latency",
     )
-    parser.add_argument("--chunk-seconds", type=float, default=0.2, help="audio per streamed chunk (default 0.2)")
-    parser.add_argument("--export-meshes", default=None, metavar="DIR", help="also write the mesh sequence to DIR")
-    parser.add_argument("--mesh-format", default="obj", choices=["obj", "ply", "npz"], help="format of --export-meshes")
+    parser.add_argument(
+        "--chunk-seconds", type=float, default=0.2, help="audio per streamed chunk (default 0.2)"
+    )
+    parser.add_argument(
+        "--export-meshes", default=None, metavar="DIR", help="also write the mesh sequence to DIR"
+    )
+    parser.add_argument(
+        "--mesh-format", default="obj", choices=["obj", "ply", "npz"], help="format of --export-meshes"
+    )
     parser.add_argument(
         "--ground-truth",
         default=None,
@@ -157,7 +163,10 @@ def _animate_command(argv: list[str]) -> None:
         help="ground-truth vertices (.npy, VOCASET layout): the video shows prediction | ground truth | error map",
     )
     parser.add_argument(
-        "--ground-truth-fps", type=float, default=None, help="frame rate of --ground-truth (default: the model's)"
+        "--ground-truth-fps",
+        type=float,
+        default=None,
+        help="frame rate of --ground-truth (default: the model's)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing exported meshes")
     parser.add_argument(

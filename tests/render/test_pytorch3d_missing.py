@@ -5,7 +5,8 @@ import importlib.util
 import pytest
 
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("pytorch3d") is not None, reason="pytorch3d is installed here (see the parity tests)"
+    importlib.util.find_spec("pytorch3d") is not None,
+    reason="pytorch3d is installed here (see the parity tests)",
 )
 
 

@@ -59,7 +59,9 @@ def test_fast_dev_run_every_config(config, synth_root, tmp_path, request):
         data = [*_dataset_overrides(config, tmp_path), f"--trainer.default_root_dir={tmp_path}"]
     extra = []
     if "HFSpeechEncoder" in text:
-        extra.append(f"--model.init_args.audio_encoder.init_args.name_or_path={request.getfixturevalue('tiny_wav2vec2')}")
+        extra.append(
+            f"--model.init_args.audio_encoder.init_args.name_or_path={request.getfixturevalue('tiny_wav2vec2')}"
+        )
     if "tokenizer_checkpoint" in text:
         if config.parent.name == "synthetic":
             tokenizer = request.getfixturevalue("tokenizer_ckpt")
@@ -202,7 +204,9 @@ def test_animate_against_ground_truth_writes_a_comparison_video(trained, synth_r
     assert mesh.vertices.shape[0] == np.load(truth).shape[1] // 3
     again = talk("animate", "--audio", str(wav), "--checkpoint", str(ckpt_dir(run) / "last.ckpt"), "--output",
                  str(out), "--size", "64", "--export-meshes", str(tmp_path / "m"), cwd=tmp_path, check=False)  # fmt: skip
-    assert again.returncode == 1 and "Traceback" not in again.stderr  # existing meshes are never overwritten silently
+    assert (
+        again.returncode == 1 and "Traceback" not in again.stderr
+    )  # existing meshes are never overwritten silently
 
 
 @pytest.mark.parametrize("kind", ["missing", "empty", "not_audio", "nan"])

@@ -56,5 +56,7 @@ def test_training_lowers_vertex_error_with_and_without_basis(tmp_path):
             opt.step()
         assert float(loss) < 0.5 * first, (basis, first, float(loss))
         with torch.no_grad():
-            verts = module.generate(batch.audio, batch.audio_lengths, batch.motion_lengths, batch.template, batch.style)
+            verts = module.generate(
+                batch.audio, batch.audio_lengths, batch.motion_lengths, batch.template, batch.style
+            )
         assert verts.shape == batch.motion.shape
