@@ -317,8 +317,7 @@ class HFSpeechEncoder(AudioEncoder):
             AudioFeatures(x [B, num_frames(N), output_dim], mask, frame_rate=50.0), padded frames zeroed.
         """
         wav, lengths = self._check_input(wav, lengths)
-        wav = self._prepare_input(wav, lengths)
-        sample_mask = torch.arange(wav.shape[1], device=wav.device)[None, :] < lengths[:, None]  # [B, N]
+        wav, sample_mask = self._prepare_input(wav, lengths)
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.freeze != "all"):
             if self._conv_needs_grad():
                 out = self.model(wav, **self._model_kwargs(sample_mask))
@@ -352,8 +351,7 @@ class HFSpeechEncoder(AudioEncoder):
                 f"{window_seconds} and {context_seconds}."
             )
         wav, lengths = self._check_input(wav, None)
-        wav = self._prepare_input(wav, lengths)
-        sample_mask = torch.ones(wav.shape, dtype=torch.bool, device=wav.device)
+        wav, sample_mask = self._prepare_input(wav, lengths)
         stride, field = self._conv_geometry()
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.freeze != "all"):
             features = self.conv_features(wav)  # [B, C, Ta]
@@ -374,8 +372,9 @@ class HFSpeechEncoder(AudioEncoder):
 
     # ------------------------------------------------------------------------------------------------ internals
 
-    def _prepare_input(self, wav: Tensor, lengths: Tensor) -> Tensor:
-        """Cast to the model's dtype, normalise per utterance when the checkpoint asks for it, zero the padding."""
+    def _prepare_input(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Cast to the model's dtype, normalise per utterance when the checkpoint asks for it, zero the padding;
+        returns the waveforms and their sample mask ``[B, N]``."""
         param = next(self.model.parameters())
         wav = wav.to(param.dtype)
         sample_mask = torch.arange(wav.shape[1], device=wav.device)[None, :] < lengths[:, None]  # [B, N]
@@ -385,7 +384,7 @@ class HFSpeechEncoder(AudioEncoder):
             mean = (wav * keep).sum(dim=1, keepdim=True) / count
             var = ((wav - mean).square() * keep).sum(dim=1, keepdim=True) / count
             wav = (wav - mean) / torch.sqrt(var + 1e-7)  # 1e-7 as in Wav2Vec2FeatureExtractor
-        return wav * keep  # padding is zero, as the feature extractor's padding_value
+        return wav * keep, sample_mask  # padding is zero, as the feature extractor's padding_value
 
     def _model_kwargs(self, sample_mask: Tensor) -> dict[str, Any]:
         kwargs: dict[str, Any] = {

@@ -218,9 +218,7 @@ class StepWeights:
         heads, head_dim = self.num_heads, self.head_dim
         h = torch.layer_norm(x, (d,), self.norm1_weight, self.norm1_bias, self.norm1_eps)
         qkv = torch.addmm(self.qkv_bias, h, self.qkv)  # [N, 3D]: q | k | v
-        # Rotary positions on q and k at once: consecutive feature pairs as complex numbers (as apply_rope).
-        pairs = torch.view_as_complex(qkv[:, : 2 * d].view(n, 2, heads, head_dim // 2, 2))
-        qk = torch.view_as_real(pairs * freqs).view(n, 2, heads, head_dim)
+        qk = apply_rope(qkv[:, : 2 * d].view(n, 2, heads, head_dim), freqs)  # q and k at once
         keys, values = cache.update(layer, qk[:, 1], qkv[:, 2 * d :].view(n, heads, head_dim))
         a = F.scaled_dot_product_attention(qk[:, 0, :, None], keys, values)
         x = torch.addmm(self.proj_bias, a.view(n, d), self.proj).add_(x)
@@ -390,14 +388,16 @@ class DecodeSession:
                 return None
             first, stop = self.emitted - self.seq_start, done - self.seq_start
             self.emitted = done
-            codes = torch.stack(
-                [self.seq[:, k, first + d : stop + d] for k, d in enumerate(self.delays)], dim=1
-            )
+
+            def frames(
+                steps: Tensor,
+            ) -> Tensor:  # step layout [B, K, S, ...] -> the new frames [B, K, m, ...]
+                return torch.stack([steps[:, k, first + d : stop + d] for k, d in enumerate(self.delays)], 1)
+
+            codes = frames(self.seq)
             if self.logits is None:
                 return codes
-            logits = torch.stack(
-                [self.logits[:, k, first + d : stop + d] for k, d in enumerate(self.delays)], 1
-            )
+            logits = frames(self.logits)
             sp = self.sampling
             sampled = not sp.greedy and sp.temperature > 0
             return codes, (logits / sp.temperature if sampled else logits).softmax(dim=-1)

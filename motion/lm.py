@@ -42,6 +42,11 @@ from motion.patterns import Pattern
 from motion.sampling import check_sampling
 
 
+def _normal_tensors(out: Tensor | tuple[Tensor, ...]) -> Tensor | tuple[Tensor, ...]:
+    """Clones of inference-mode results (a tensor or a tuple of them): normal tensors, usable with autograd."""
+    return tuple(t.clone() for t in out) if isinstance(out, tuple) else out.clone()
+
+
 class MotionLMInputError(ValueError):
     """Raised when codes, audio, style or mask given to MotionLM have the wrong shape, type or range."""
 
@@ -426,7 +431,7 @@ class MotionLM(nn.Module):
             codes = torch.zeros(b, k, 0, dtype=torch.long, device=audio.device)
             out = (codes, audio.new_zeros(b, k, 0, self.codebook_size)) if return_probs else codes
         # Clones made outside inference mode are normal tensors, usable with autograd.
-        return tuple(t.clone() for t in out) if return_probs else out.clone()
+        return _normal_tensors(out)
 
     def stream(
         self,
@@ -465,9 +470,6 @@ class MotionLM(nn.Module):
         return self._stream(session, audio_chunks)
 
     def _stream(self, session: DecodeSession, audio_chunks: Iterable[Tensor]) -> Iterator:
-        def normal(out):  # noqa: ANN001, ANN202 - clones are normal tensors, usable outside inference mode
-            return tuple(t.clone() for t in out) if isinstance(out, tuple) else out.clone()
-
         for chunk in audio_chunks:
             chunk = self._check_audio(chunk, "audio chunk")
             if chunk.shape[0] != session.batch:
@@ -477,11 +479,11 @@ class MotionLM(nn.Module):
             with torch.inference_mode():
                 session.feed(chunk)
             while (out := session.run(stop_at_frame=True)) is not None:
-                yield normal(out)
+                yield _normal_tensors(out)
         with torch.inference_mode():
             session.end()
         while (out := session.run(stop_at_frame=True)) is not None:
-            yield normal(out)
+            yield _normal_tensors(out)
 
     @torch.no_grad()
     def forward_cached(self, codes: Tensor, audio: Tensor, style: Tensor) -> LMOutput:

@@ -154,9 +154,8 @@ class AudioToMotionModule(TalkModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
-        if (
-            self.tokenizer_config is not None
-        ):  # saved with the hyperparameters: reloading never needs the file
+        # Saved with the hyperparameters: reloading never needs the file.
+        if self.tokenizer_config is not None:
             checkpoint.setdefault("hyper_parameters", {})["tokenizer_config"] = self.tokenizer_config
 
     def train(self, mode: bool = True) -> AudioToMotionModule:
@@ -207,14 +206,12 @@ class AudioToMotionModule(TalkModule):
         """Vertices ``[B, T, V, 3]``."""
         features, tokens = self._token_audio(audio, audio_lengths, num_frames)
         t = int(num_frames.max())
-        if self.decode_latent == "expected":
-            _, probs = self.lm.generate(
-                features, style, int(tokens.max()), return_probs=True, **self.sampling
-            )
-            offsets = self.tokenizer.decode_latent(self.expected_latent(probs), t)
+        expected = self.decode_latent == "expected"
+        out = self.lm.generate(features, style, int(tokens.max()), return_probs=expected, **self.sampling)
+        if expected:
+            offsets = self.tokenizer.decode_latent(self.expected_latent(out[1]), t)
         else:
-            codes = self.lm.generate(features, style, num_frames=int(tokens.max()), **self.sampling)
-            offsets = self.tokenizer.decode(codes[:, : self.decode_codebooks], length=t)
+            offsets = self.tokenizer.decode(out[:, : self.decode_codebooks], length=t)
         return offsets.view(offsets.shape[0], t, -1, 3).add_(template[:, None])  # in place: offsets are ours
 
     def expected_latent(self, probs: Tensor) -> Tensor:
