@@ -81,10 +81,8 @@ def joint_regressor(m: MeshParts) -> sp.csc_matrix:
     rows: list[np.ndarray] = []
     ys = p[m.grid[:, 0], 1]
     weights: list[np.ndarray] = []
-    for y in (
-        -0.176,
-        -0.125,
-    ):  # root, neck: centroid of a neck ring (weighted by arc length: columns are uneven)
+    # root, neck: centroid of a neck ring (weighted by arc length: columns are uneven)
+    for y in (-0.176, -0.125):
         r = int(np.argmin(np.abs(ys - y)))
         ring = m.grid[r]
         seg = np.linalg.norm(p[np.roll(ring, -1)] - p[ring], axis=1)

@@ -202,9 +202,8 @@ class StreamingAnimator:
             token_audio(), self.style, generator=generator, return_probs=expected, **self.sampling
         )
         for out in codes_stream:
-            if (
-                expected
-            ):  # as AudioToMotionModule.generate: the expected code vectors under the LM's distribution
+            # As AudioToMotionModule.generate: the expected code vectors under the LM's distribution.
+            if expected:
                 offsets = decoder.push_latent(module.expected_latent(out[1]))
             else:
                 offsets = decoder.push(out[:, : module.decode_codebooks])
