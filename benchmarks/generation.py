@@ -7,7 +7,8 @@ Setting (stated in the output): 2 torch threads; a randomly initialised wav2vec2
 768, 12 layers, 12 heads, the standard 7-layer conv feature extractor; speed does not depend on the weights);
 the flagship as configured in experiments/synthetic/lm.yaml (tokenizer stride 2, K=4 codebooks of 256, per-frame
 linear motion-side layers, LM d_model 256 x 4 layers, parallel pattern, look-ahead 3, a 256-step attention
-window, codebook loss weights do not matter here, expected-latent decoding) over a FLAME-size motion (5023
+window, codebook loss weights do not matter here, seeded sampling at temperature 1 with expected-latent
+decoding) over a FLAME-size motion (5023
 vertices); the baseline as in experiments/synthetic/faceformer.yaml with the same encoder. Speech is the bundled ARCTIC utterance tiled
 to length. Each figure is the best of ``--repeats`` calls.
 
@@ -15,7 +16,7 @@ Figures:
 * offline: encoder-only time (whole input, and as the flagship runs it: ``HFSpeechEncoder.encode_long`` on inputs
   over 10 s, which computes the convolutional features once and runs the transformer in 10 s windows with 0.5 s
   of context, so a self-attention encoder's cost grows linearly with the length), flagship total
-  (``TalkModule.animate``: encoder + token-rate alignment + greedy generation + decoding), regression total, for
+  (``TalkModule.animate``: encoder + token-rate alignment + sampled generation + decoding), regression total, for
   each length; the flagship's overhead over the encoder as it runs it (target <= 1.2x) and its growth
   t(60 s) / t(10 s) (target <= 6.5);
 * streaming (``talk.streaming.StreamingAnimator``, 0.2 s chunks pushed as fast as possible): first-frame latency
@@ -88,7 +89,7 @@ def flagship(encoder, template: torch.Tensor) -> AudioToMotionModule:  # noqa: A
     lm = functools.partial(MotionLM, d_model=256, num_layers=4, num_heads=4, ff_dim=1024, pattern="parallel",
                            lookahead=3, dropout=0.0, max_context=256)  # fmt: skip
     module = AudioToMotionModule(encoder, lm, motion_dim=VERTICES * 3, num_styles=len(SUBJECTS), fps=FPS,
-                                 tokenizer=tokenizer, decode_latent="expected")  # fmt: skip
+                                 tokenizer=tokenizer, greedy=False, seed=0, decode_latent="expected")  # fmt: skip
     return with_assets(module, template)
 
 

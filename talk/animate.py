@@ -43,6 +43,7 @@ def animate(
     ground_truth_fps: float | None = None,
     overwrite: bool = False,
     background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    seed: int | None = None,
 ) -> AnimationResult:
     """Animates speech with a trained model and writes an H.264/AAC mp4.
 
@@ -58,7 +59,8 @@ def animate(
         view: ``front`` or ``three_quarter``.
         device: Torch device for the model.
         stream: Generate while the audio is fed in ``chunk_seconds`` pieces, rendering each frame as soon as it
-            is decided (token models only); the result equals the offline animation with greedy decoding.
+            is decided (token models only); the result equals the offline animation (sampled decoding too: both
+            draw from a generator seeded with the model's ``seed``).
         chunk_seconds: Audio per streamed chunk.
         export_meshes: Folder to also write the mesh sequence to (see ``render.export_meshes``).
         mesh_format: ``obj``, ``ply`` or ``npz``.
@@ -68,6 +70,7 @@ def animate(
             subsampled to the model's rate.
         overwrite: Replace existing exported meshes.
         background: RGB in [0, 1] behind the face.
+        seed: Seed of sampled decoding for a token model that samples (None: the one stored in the checkpoint).
     """
     from audio.io import load_audio
     from render import TorchRasterizer, VideoWriter, fit_camera, to_uint8
@@ -81,6 +84,8 @@ def animate(
     if not audio_path.is_file():
         raise TalkError(f"audio file {audio_path} not found.")
     model = load_model(checkpoint, device)
+    if seed is not None and hasattr(model, "seed"):
+        model.seed = seed
     wav = load_audio(audio_path, sample_rate=int(model.assets["sample_rate"]))
     faces = model.assets.get("faces")
     if faces is None:

@@ -118,8 +118,9 @@ class StreamingAnimator:
         subject: Subject whose template and style drive the face (default: the first training subject).
         chunk_seconds: Audio handed to the encoder at a time.
         left_context_seconds: Encoder left context (None: the exact minimum, for encoders that declare one).
-        greedy, temperature, top_k, top_p, cfg_scale: Sampling (see :meth:`motion.lm.MotionLM.generate`).
-        seed: Seed of the sampling generator (ignored when greedy).
+        greedy, temperature, top_k, top_p, cfg_scale: Sampling (see :meth:`motion.lm.MotionLM.generate`); None
+            takes the module's setting, so that the stream draws what ``module.animate`` does.
+        seed: Seed of the sampling generator (ignored when greedy); None takes the module's ``seed``.
     """
 
     def __init__(
@@ -128,12 +129,12 @@ class StreamingAnimator:
         subject: str | None = None,
         chunk_seconds: float = 0.2,
         left_context_seconds: float | None = None,
-        greedy: bool = True,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 0.0,
-        cfg_scale: float = 1.0,
-        seed: int = 0,
+        greedy: bool | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        cfg_scale: float | None = None,
+        seed: int | None = None,
     ) -> None:
         from talk.models.audio_to_motion import AudioToMotionModule
 
@@ -158,9 +159,10 @@ class StreamingAnimator:
         self.chunk_samples = max(1, round(chunk_seconds * self.sample_rate))
         self.chunk_seconds = chunk_seconds
         self.left_context_seconds = left_context_seconds
-        self.sampling = {"greedy": greedy, "temperature": temperature, "top_k": top_k, "top_p": top_p,
-                         "cfg_scale": cfg_scale}  # fmt: skip
-        self.seed = seed
+        given = {"greedy": greedy, "temperature": temperature, "top_k": top_k, "top_p": top_p,
+                 "cfg_scale": cfg_scale}  # fmt: skip
+        self.sampling = {k: module.sampling[k] if v is None else v for k, v in given.items()}
+        self.seed = module.seed if seed is None else seed
         self.stats = StreamStats()
 
     def latency_seconds(self) -> float:
@@ -180,7 +182,8 @@ class StreamingAnimator:
         decoder = StreamingTokenDecoder(module.tokenizer)
         state = {"samples": 0, "pushed_at": 0.0}
         self.stats = stats = StreamStats()
-        generator = None if self.sampling["greedy"] else torch.Generator().manual_seed(self.seed)
+        seeded = not self.sampling["greedy"] and self.seed is not None
+        generator = torch.Generator(module.device).manual_seed(self.seed) if seeded else None
 
         def token_audio() -> Iterator[Tensor]:
             for chunk in chunks:

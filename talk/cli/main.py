@@ -151,6 +151,13 @@ def _animate_command(argv: list[str]) -> None:
         "--chunk-seconds", type=float, default=0.2, help="audio per streamed chunk (default 0.2)"
     )
     parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of sampled decoding (token models configured to sample; default: the checkpoint's); another "
+        "seed draws another animation of the same audio",
+    )
+    parser.add_argument(
         "--export-meshes", default=None, metavar="DIR", help="also write the mesh sequence to DIR"
     )
     parser.add_argument(
@@ -190,6 +197,7 @@ def _animate_command(argv: list[str]) -> None:
         device=args.device,
         stream=args.stream,
         chunk_seconds=args.chunk_seconds,
+        seed=args.seed,
         export_meshes=args.export_meshes,
         mesh_format=args.mesh_format,
         ground_truth=args.ground_truth,

@@ -48,6 +48,9 @@ class AudioToMotionModule(TalkModule):
         top_p: Nucleus filter (0: off).
         cfg_scale: Classifier-free guidance scale (1: conditional only).
         greedy: Greedy decoding (overrides temperature / top-k / top-p).
+        seed: Seed of sampled decoding: every generation draws from a fresh generator seeded with it, so
+            validation selection, test metrics and animations are reproducible, and streaming draws exactly what
+            offline generation does. None draws from torch's global generator (``seed_everything``).
         val_generate_every: Generate and compute LVE in validation every n epochs (0: never).
         test_condition: Training subject whose style drives unseen subjects; None averages all styles.
         encoder_window_seconds: At inference, audio longer than this is encoded in windows of this length with
@@ -84,6 +87,7 @@ class AudioToMotionModule(TalkModule):
         top_p: float = 0.0,
         cfg_scale: float = 1.0,
         greedy: bool = True,
+        seed: int | None = 0,
         val_generate_every: int = 5,
         test_condition: str | None = None,
         encoder_window_seconds: float | None = 10.0,
@@ -114,6 +118,7 @@ class AudioToMotionModule(TalkModule):
         self.scheduler = scheduler
         self.sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "cfg_scale": cfg_scale,
                          "greedy": greedy}  # fmt: skip
+        self.seed = seed
         self.val_generate_every = val_generate_every
         self.encoder_window_seconds = encoder_window_seconds
         self.encoder_context_seconds = encoder_context_seconds
@@ -207,12 +212,20 @@ class AudioToMotionModule(TalkModule):
         features, tokens = self._token_audio(audio, audio_lengths, num_frames)
         t = int(num_frames.max())
         expected = self.decode_latent == "expected"
-        out = self.lm.generate(features, style, int(tokens.max()), return_probs=expected, **self.sampling)
+        generator = self.sampling_generator()
+        out = self.lm.generate(features, style, int(tokens.max()), return_probs=expected, generator=generator,
+                               **self.sampling)  # fmt: skip
         if expected:
             offsets = self.tokenizer.decode_latent(self.expected_latent(out[1]), t)
         else:
             offsets = self.tokenizer.decode(out[:, : self.decode_codebooks], length=t)
         return offsets.view(offsets.shape[0], t, -1, 3).add_(template[:, None])  # in place: offsets are ours
+
+    def sampling_generator(self) -> torch.Generator | None:
+        """A fresh generator seeded with ``seed`` for one generation (None: greedy, or torch's global one)."""
+        if self.sampling["greedy"] or self.seed is None:
+            return None
+        return torch.Generator(self.device).manual_seed(self.seed)
 
     def expected_latent(self, probs: Tensor) -> Tensor:
         """``[B, Tq, latent]``: the expected sum of the first ``decode_codebooks`` code vectors under ``probs``

@@ -151,9 +151,8 @@ def test_flagship_checkpoint_loads_without_the_tokenizer_file(lm_ckpt, tokenizer
 
 def test_decode_options_use_a_codebook_prefix_or_the_expected_latent():
     model = _small_flagship(None)
-    for (
-        layer
-    ) in model.tokenizer.quantizer.layers:  # untrained codebooks start at zero: give them code vectors
+    # untrained codebooks start at zero: give them code vectors
+    for layer in model.tokenizer.quantizer.layers:
         layer.embed.normal_(generator=torch.Generator().manual_seed(1))
     wav = torch.randn(int(1.5 * 16000)) * 0.1
     n = torch.tensor([wav.shape[0]])
@@ -196,8 +195,16 @@ def test_streaming_decoder_takes_latents_as_decode_latent_does():
         decoder.push_latent(torch.randn(1, 2, 5))
 
 
-@pytest.mark.parametrize("options", [{}, {"decode_codebooks": 1}, {"decode_latent": "expected"}])
+SAMPLED = {"greedy": False, "temperature": 1.5, "top_k": 8}
+
+
+EXPECTED = {"decode_latent": "expected"}
+DECODINGS = [{}, {"decode_codebooks": 1}, EXPECTED, SAMPLED, {**SAMPLED, **EXPECTED}]
+
+
+@pytest.mark.parametrize("options", DECODINGS)
 def test_stream_equals_offline_for_every_decoding(options):
+    """Sampled decoding included: the stream draws from a generator seeded as the module's own."""
     from talk.streaming import StreamingAnimator
 
     model = _small_flagship(None, **options)
@@ -207,3 +214,39 @@ def test_stream_equals_offline_for_every_decoding(options):
     offline = model.animate(wav, subject="A")
     streamed = torch.cat(list(StreamingAnimator(model, subject="A", chunk_seconds=0.15).stream_file(wav)))
     torch.testing.assert_close(streamed, offline, atol=1e-5, rtol=0)
+
+
+def test_sampled_animation_is_reproducible_per_seed():
+    model = _small_flagship(None, **SAMPLED)
+    for layer in model.tokenizer.quantizer.layers:
+        layer.embed.normal_(generator=torch.Generator().manual_seed(1))
+    wav = torch.randn(int(1.2 * 16000)) * 0.1
+    first = model.animate(wav, subject="A")
+    torch.rand(3)  # the global generator moves on; a seeded module does not depend on it
+    assert torch.equal(model.animate(wav, subject="A"), first)
+    model.seed = 1
+    assert not torch.equal(model.animate(wav, subject="A"), first)
+    model.seed = None  # torch's global generator (seed_everything)
+    torch.manual_seed(5)
+    drawn = model.animate(wav, subject="A")
+    torch.manual_seed(5)
+    assert torch.equal(model.animate(wav, subject="A"), drawn)
+    model.sampling["greedy"] = True
+    assert not torch.equal(model.animate(wav, subject="A"), first)
+
+
+def test_animate_seed_draws_another_animation(lm_ckpt, synth_root, tmp_path):
+    import numpy as np
+
+    from talk.animate import animate
+
+    wav = synth_root / "wav" / "SYN_10_M_sentence01.wav"
+
+    def meshes(name: str, **seed) -> np.ndarray:
+        animate(wav, lm_ckpt, tmp_path / f"{name}.mp4", size=16, export_meshes=tmp_path / name, mesh_format="npz",
+                **seed)  # fmt: skip
+        return np.load(tmp_path / name / "meshes.npz")["vertices"]
+
+    stored = meshes("stored")  # experiments/synthetic/lm.yaml samples, with seed 0
+    assert np.array_equal(meshes("zero", seed=0), stored)
+    assert not np.array_equal(meshes("one", seed=1), stored)
