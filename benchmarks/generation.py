@@ -8,9 +8,9 @@ Setting (stated in the output): 2 torch threads; a randomly initialised wav2vec2
 the flagship as configured in experiments/synthetic/lm.yaml (tokenizer stride 2, K=4 codebooks of 256, per-frame
 linear motion-side layers, LM d_model 256 x 4 layers, parallel pattern, look-ahead 3, a 256-step attention
 window, codebook loss weights do not matter here, seeded sampling at temperature 1 with expected-latent
-decoding) over a FLAME-size motion (5023
-vertices); the baseline as in experiments/synthetic/faceformer.yaml with the same encoder. Speech is the bundled ARCTIC utterance tiled
-to length. Each figure is the best of ``--repeats`` calls.
+decoding) over a FLAME-size motion (5023 vertices); the baseline as in experiments/synthetic/faceformer.yaml
+with the same encoder. Speech is the bundled ARCTIC utterance tiled to length. Each figure is the best of
+``--repeats`` calls.
 
 Figures:
 * offline: encoder-only time (whole input, and as the flagship runs it: ``HFSpeechEncoder.encode_long`` on inputs

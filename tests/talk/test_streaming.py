@@ -196,8 +196,6 @@ def test_streaming_decoder_takes_latents_as_decode_latent_does():
 
 
 SAMPLED = {"greedy": False, "temperature": 1.5, "top_k": 8}
-
-
 EXPECTED = {"decode_latent": "expected"}
 DECODINGS = [{}, {"decode_codebooks": 1}, EXPECTED, SAMPLED, {**SAMPLED, **EXPECTED}]
 
