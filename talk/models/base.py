@@ -175,6 +175,7 @@ class TalkModule(L.LightningModule):
         if self._val_metrics is not None and self._val_metrics.sequences:
             values = self._val_metrics.compute()
             self.log("val/lve", values["lve"], prog_bar=True)
+            self.log("val/fdd", values["fdd"])
             self.log("val/abs_fdd", values["abs_fdd"])
             self.log("val/mve", values["mve"])
 

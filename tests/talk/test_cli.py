@@ -105,6 +105,14 @@ def test_fit_writes_checkpoints_and_test_writes_metrics(trained, synth_root):
     assert (run / "metrics_per_sequence.csv").read_text().count("\n") == 5
 
 
+def test_validate_reports_the_generated_motion_metrics(trained, synth_root):
+    run, config = trained
+    out = talk("validate", "-c", str(config), *small_overrides(synth_root, run), "--trainer.logger=false",
+               f"--ckpt_path={ckpt_dir(run) / 'last.ckpt'}", cwd=run)  # fmt: skip
+    for name in ("val/loss", "val/lve", "val/fdd", "val/abs_fdd", "val/mve"):
+        assert f"{name} " in out.stdout, name
+
+
 def test_explicit_model_flags_override_checkpoint_hyperparameters(trained, synth_root):
     """`talk test --ckpt_path X --model.init_args.K=V` runs with V, not with the value stored in X."""
     run, config = trained
