@@ -299,6 +299,41 @@ class FLAME(FaceModel):
             landmarks = (tri * self.lmk_bary_coords[:, :, None]).sum(-2)
         return FaceModelOutput(vertices=verts, landmarks=landmarks, joints=joints)
 
+    # --------------------------------------------------------------------------- expression + jaw motion
+    @property
+    def num_motion_params(self) -> int:
+        """Width of one frame of FLAME motion: ``n_expression`` coefficients, then the jaw axis-angle (3)."""
+        return self.n_expression + 3
+
+    def fit_shape(self, template: Tensor) -> Tensor:
+        """Identity coefficients ``[B, n_shape]`` whose neutral mesh is closest (least squares) to ``template``
+        ``[B, V, 3]``; exact for a template that FLAME made."""
+        delta = (template.to(self.v_template.dtype) - self.v_template).flatten(1)  # [B, V*3]
+        dirs = self.shapedirs[: self.n_shape]  # [S, V*3]
+        if dirs.shape[0] == 0:
+            return delta.new_zeros(delta.shape[0], 0)
+        return torch.linalg.lstsq(dirs.T, delta.T).solution.T
+
+    def motion_offsets(self, motion: Tensor, template: Tensor) -> Tensor:
+        """Vertex offsets ``[B, T, V, 3]`` from ``template`` ``[B, V, 3]`` for FLAME motion ``[B, T,
+        n_expression + 3]`` (expression coefficients, then jaw axis-angle).
+
+        The identity is the template's least-squares fit (:meth:`fit_shape`), so jaw rotation swings that face's
+        own jaw; ``template + offsets`` is exactly ``FLAME(shape, expression, jaw)`` for a template that FLAME
+        made, and a zero motion gives zero offsets for any template.
+        """
+        b, t, d = motion.shape
+        if d != self.num_motion_params:
+            raise ValueError(
+                f"FLAME motion has {d} values per frame; this FLAME takes {self.num_motion_params} "
+                f"({self.n_expression} expression coefficients, then 3 of jaw axis-angle)."
+            )
+        shape = self.fit_shape(template)
+        e = self.n_expression
+        posed = self(FLAMEParams(shape=shape, expression=motion[..., :e], jaw_pose=motion[..., e:])).vertices
+        rest = self(FLAMEParams(shape=shape, jaw_pose=motion.new_zeros(b, 1, 3))).vertices  # [B, 1, V, 3]
+        return posed - rest
+
     @classmethod
     def from_path(cls, model_path: str | Path, **kwargs: object) -> FLAME:
         """Convenience constructor accepting a Path."""

@@ -207,14 +207,14 @@ class StreamingAnimator:
         for out in codes_stream:
             # As AudioToMotionModule.generate: the expected code vectors under the LM's distribution.
             if expected:
-                offsets = decoder.push_latent(module.expected_latent(out[1]))
+                motion = decoder.push_latent(module.expected_latent(out[1]))
             else:
-                offsets = decoder.push(out[:, : module.decode_codebooks])
-            if offsets.shape[1]:
-                yield self._vertices(offsets, stats, state["pushed_at"])
-        offsets = decoder.flush(state["frames"])
-        if offsets.shape[1]:
-            yield self._vertices(offsets, stats, state["pushed_at"])
+                motion = decoder.push(out[:, : module.decode_codebooks])
+            if motion.shape[1]:
+                yield self._vertices(motion, stats, state["pushed_at"])
+        motion = decoder.flush(state["frames"])
+        if motion.shape[1]:
+            yield self._vertices(motion, stats, state["pushed_at"])
         stats.compute_seconds = time.perf_counter() - start
 
     def _total_frames(self, samples: int) -> int:
@@ -226,7 +226,9 @@ class StreamingAnimator:
             frames += 1  # as TalkModule.animate: cover a partial last frame
         return frames
 
-    def _vertices(self, offsets: Tensor, stats: StreamStats, pushed_at: float) -> Tensor:
+    def _vertices(self, motion: Tensor, stats: StreamStats, pushed_at: float) -> Tensor:
+        # FLAME motion goes through the tokenizer's face model; vertex offsets stay as they are
+        offsets = self.module.to_offsets(motion, self.template[None])
         now = time.perf_counter()
         if stats.first_frame_latency is None:
             stats.first_frame_latency = now - pushed_at

@@ -20,6 +20,9 @@ class Sample:
         template: Neutral mesh ``[V, 3]`` of the subject.
         style: Index of the subject among the training subjects, or -1 for subjects not seen in training.
         dataset: Dataset name (travels with the batch for multi-dataset training).
+        expression: FLAME expression coefficients ``[T, Ne]`` at the motion fps, for motion read from FLAME
+            parameters (None otherwise).
+        jaw: FLAME jaw axis-angle ``[T, 3]`` at the motion fps (with ``expression``).
     """
 
     name: str
@@ -29,6 +32,8 @@ class Sample:
     template: Tensor
     style: int
     dataset: str = "vocaset"
+    expression: Tensor | None = None
+    jaw: Tensor | None = None
 
 
 @dataclass
@@ -45,6 +50,9 @@ class Batch:
         names: Sequence names.
         subjects: Subject names.
         datasets: Dataset names.
+        expression: ``[B, T, Ne]`` FLAME expression coefficients (zero padded to the widest sequence and past
+            each length) when every sequence was read from FLAME parameters, else None.
+        jaw: ``[B, T, 3]`` FLAME jaw axis-angle, likewise.
     """
 
     audio: Tensor
@@ -56,11 +64,33 @@ class Batch:
     names: list[str]
     subjects: list[str]
     datasets: list[str]
+    expression: Tensor | None = None
+    jaw: Tensor | None = None
 
     @property
     def motion_lengths(self) -> Tensor:
         """``[B]`` valid motion frames per sequence."""
         return self.motion_mask.sum(dim=1)
+
+    def flame_motion(self, n_expression: int) -> Tensor:
+        """FLAME motion ``[B, T, n_expression + 3]``: the expression coefficients (zero padded or cut to
+        ``n_expression``), then the jaw axis-angle.
+
+        Raises:
+            DatasetError: when the batch was not read from FLAME parameters.
+        """
+        if self.expression is None or self.jaw is None:
+            from talk.errors import DatasetError
+
+            raise DatasetError(
+                "this model works on FLAME parameters but the data holds vertices only; use a "
+                "talk.data.ManifestDataModule whose lines are FLAME .npz files (e.g. data/synthetic/flame_manifest.jsonl)."
+            )
+        expression = self.expression[..., :n_expression]
+        pad = n_expression - expression.shape[-1]
+        if pad:
+            expression = torch.nn.functional.pad(expression, (0, pad))
+        return torch.cat([expression, self.jaw], dim=-1)
 
 
 def collate(samples: list[Sample]) -> Batch:
@@ -80,6 +110,13 @@ def collate(samples: list[Sample]) -> Batch:
         motion[i, :t] = s.motion
         motion[i, t:] = s.template
         mask[i, :t] = True
+    expression = jaw = None
+    if all(s.expression is not None and s.jaw is not None for s in samples):
+        expression = torch.zeros(b, t_max, max(s.expression.shape[1] for s in samples))
+        jaw = torch.zeros(b, t_max, 3)
+        for i, s in enumerate(samples):
+            expression[i, : s.expression.shape[0], : s.expression.shape[1]] = s.expression
+            jaw[i, : s.jaw.shape[0]] = s.jaw
     return Batch(
         audio=audio,
         audio_lengths=audio_lengths,
@@ -90,4 +127,6 @@ def collate(samples: list[Sample]) -> Batch:
         names=[s.name for s in samples],
         subjects=[s.subject for s in samples],
         datasets=[s.dataset for s in samples],
+        expression=expression,
+        jaw=jaw,
     )

@@ -354,10 +354,14 @@ class ManifestDataset(Dataset):
             with np.load(e.motion) as npz:
                 params = {k: torch.as_tensor(np.asarray(npz[k], np.float32)) for k in npz.files}
             motion = resample_frames(decode_flame(self.flame, params), e.fps, self.fps)
+            expression, jaw = (
+                torch.from_numpy(np.ascontiguousarray(resample_frames(params[k].numpy(), e.fps, self.fps)))
+                for k in ("expression", "jaw")
+            )
             sample = FlameSample(
                 motion=torch.from_numpy(np.ascontiguousarray(motion)),
                 template=torch.from_numpy(flame_neutral(self.flame, e.shape)),
-                params=params, params_fps=e.fps, **common,
+                params=params, params_fps=e.fps, expression=expression, jaw=jaw, **common,
             )  # fmt: skip
         if self.cache is not None:
             self.cache[index] = sample

@@ -11,16 +11,18 @@ from torch import Tensor
 from audio.align import resample_features
 from audio.encoder import AudioEncoder
 from audio.features import AudioFeatures
+from motion.flame import FLAME
 from motion.lm import MotionLM
 from motion.tokenizer import MotionTokenizer
 from talk.data.batch import Batch
 from talk.errors import CheckpointError
 from talk.models.base import TalkModule
+from talk.models.motion_space import MotionSpace
 
 DECODE_LATENTS = ("codes", "expected")
 
 
-class AudioToMotionModule(TalkModule):
+class AudioToMotionModule(MotionSpace, TalkModule):
     """Audio encoder + MotionLM over the codes of a trained, frozen motion tokenizer.
 
     Audio reaches the LM at the token rate: the encoder's features are resampled at fixed rate to the motion
@@ -66,6 +68,10 @@ class AudioToMotionModule(TalkModule):
             ``tokenizer_checkpoint``.
         decode_codebooks: Decode generated motion from the first n codebooks only (the LM still generates all K,
             which it reads back); None decodes all. Quantizer dropout trains the tokenizer to decode any prefix.
+        face_model_config: Config of the tokenizer's face model when it tokenizes FLAME parameters; filled in
+            automatically from ``tokenizer_checkpoint`` and stored in this model's checkpoints (rebuilding it reads
+            the FLAME file it names).
+        face_model: For use from Python: the face model of a tokenizer given as ``tokenizer``.
         decode_latent: ``"codes"`` decodes the generated codes; ``"expected"`` decodes, for every token frame, the
             expectation of each codebook's code vectors under the LM's predictive distribution (given the codes
             generated before it), the least-squares estimate of the latent where the LM is unsure. Streaming
@@ -96,19 +102,33 @@ class AudioToMotionModule(TalkModule):
         tokenizer: MotionTokenizer | None = None,
         decode_codebooks: int | None = None,
         decode_latent: str = "codes",
+        face_model_config: dict | None = None,
+        face_model: FLAME | None = None,
     ) -> None:
         super().__init__(motion_dim=motion_dim, num_styles=num_styles, fps=fps, test_condition=test_condition)
-        self.save_config(["audio_encoder", "lm", "optimizer", "scheduler", "tokenizer"])
+        self.save_config(["audio_encoder", "lm", "optimizer", "scheduler", "tokenizer", "face_model"])
         if tokenizer is None and tokenizer_config is not None:  # reloading one of our checkpoints
             from talk.checkpoints import instantiate
 
-            tokenizer = instantiate(tokenizer_config, motion_dim)  # weights follow from the state dict
+            if face_model_config is not None:
+                face_model = instantiate(face_model_config)
+            dim = motion_dim if face_model is None else face_model.num_motion_params
+            tokenizer = instantiate(tokenizer_config, dim)  # weights follow from the state dict
         elif tokenizer is None:
-            tokenizer, tokenizer_config = self._load_tokenizer(tokenizer_checkpoint, motion_dim)
-        if tokenizer.motion_dim != motion_dim:
-            raise CheckpointError(f"tokenizer has motion_dim={tokenizer.motion_dim}, the model {motion_dim}.")
+            loaded = self._load_tokenizer(tokenizer_checkpoint, motion_dim)
+            tokenizer, tokenizer_config, face_model, face_model_config = loaded
+        dim = motion_dim if face_model is None else face_model.num_motion_params
+        if tokenizer.motion_dim != dim:
+            raise CheckpointError(f"tokenizer has motion_dim={tokenizer.motion_dim}, the model {dim}.")
+        if face_model is not None and face_model.num_vertices * 3 != motion_dim:
+            raise CheckpointError(
+                f"the tokenizer's face model has {face_model.num_vertices} vertices but the data has "
+                f"{motion_dim // 3}; train the tokenizer on the same dataset."
+            )
         self.tokenizer = tokenizer.eval().requires_grad_(False)
         self.tokenizer_config = tokenizer_config
+        self.face_model = None if face_model is None else face_model.eval().requires_grad_(False)
+        self.face_model_config = face_model_config
         self.audio_encoder = audio_encoder
         q = self.tokenizer
         self.lm = lm(
@@ -133,7 +153,9 @@ class AudioToMotionModule(TalkModule):
         self.decode_latent = decode_latent
 
     @staticmethod
-    def _load_tokenizer(path: str | None, motion_dim: int) -> tuple[MotionTokenizer, dict | None]:
+    def _load_tokenizer(
+        path: str | None, motion_dim: int
+    ) -> tuple[MotionTokenizer, dict | None, FLAME | None, dict | None]:
         from talk.checkpoints import load_model
         from talk.models.tokenizer import TokenizerModule
 
@@ -155,13 +177,17 @@ class AudioToMotionModule(TalkModule):
         # (mmap: only the small hyperparameter dict is read, not the tensors load_model just read)
         ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
         config = ckpt["hyper_parameters"].get("tokenizer")
-        return tok.tokenizer, config if isinstance(config, dict) else None
+        face_config = ckpt["hyper_parameters"].get("face_model")
+        return (tok.tokenizer, config if isinstance(config, dict) else None, tok.face_model,
+                face_config if isinstance(face_config, dict) else None)  # fmt: skip
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
         # Saved with the hyperparameters: reloading never needs the file.
         if self.tokenizer_config is not None:
             checkpoint.setdefault("hyper_parameters", {})["tokenizer_config"] = self.tokenizer_config
+        if self.face_model_config is not None:
+            checkpoint.setdefault("hyper_parameters", {})["face_model_config"] = self.face_model_config
 
     def train(self, mode: bool = True) -> AudioToMotionModule:
         super().train(mode)
@@ -197,10 +223,9 @@ class AudioToMotionModule(TalkModule):
         return x.reshape(b, t // stride, stride * d)
 
     def _loss(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        b, t = batch.motion.shape[:2]
-        offsets = (batch.motion - batch.template[:, None]).reshape(b, t, -1)
+        t = batch.motion.shape[1]
         with torch.no_grad():
-            codes = self.tokenizer.encode(offsets, batch.motion_mask)
+            codes = self.tokenizer.encode(self.motion(batch), batch.motion_mask)
         token_mask = self.tokenizer.token_mask(batch.motion_mask, t)
         audio, _ = self._token_audio(batch.audio, batch.audio_lengths, batch.motion_lengths)
         return self.lm.loss(codes, audio, self.style_for(batch), token_mask)
@@ -216,9 +241,10 @@ class AudioToMotionModule(TalkModule):
         out = self.lm.generate(features, style, int(tokens.max()), return_probs=expected, generator=generator,
                                **self.sampling)  # fmt: skip
         if expected:
-            offsets = self.tokenizer.decode_latent(self.expected_latent(out[1]), t)
+            motion = self.tokenizer.decode_latent(self.expected_latent(out[1]), t)
         else:
-            offsets = self.tokenizer.decode(out[:, : self.decode_codebooks], length=t)
+            motion = self.tokenizer.decode(out[:, : self.decode_codebooks], length=t)
+        offsets = self.to_offsets(motion, template)
         return offsets.view(offsets.shape[0], t, -1, 3).add_(template[:, None])  # in place: offsets are ours
 
     def sampling_generator(self) -> torch.Generator | None:

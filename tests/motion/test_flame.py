@@ -260,3 +260,24 @@ def test_flame_params_inference():
     assert (
         z.expression.shape == (2, 5, 3) and z.eye_pose.shape == (2, 5, 6) and z.shape.dtype == torch.float64
     )
+
+
+def test_motion_offsets_on_a_flame_template_are_flame_itself(proc_flame):
+    torch.manual_seed(0)
+    shape = torch.randn(2, 20) * 0.8
+    template = proc_flame(FLAMEParams(shape=shape, jaw_pose=torch.zeros(2, 1, 3))).vertices[:, 0]
+    torch.testing.assert_close(proc_flame.fit_shape(template), shape, atol=1e-3, rtol=0)
+    motion = torch.cat([torch.rand(2, 5, 12), torch.rand(2, 5, 1) * 0.3, torch.randn(2, 5, 2) * 0.02], -1)
+    assert proc_flame.num_motion_params == motion.shape[-1] == 15
+    offsets = proc_flame.motion_offsets(motion, template)
+    params = FLAMEParams(shape=shape, expression=motion[..., :12], jaw_pose=motion[..., 12:])
+    posed = proc_flame(params).vertices
+    torch.testing.assert_close(template[:, None] + offsets, posed, atol=1e-6, rtol=0)
+    # any template (not one FLAME made): zero motion stays on it, and the jaw still opens the mouth
+    other = template + torch.randn_like(template) * 1e-3
+    assert proc_flame.motion_offsets(torch.zeros(2, 3, 15), other).abs().max() < 1e-6
+    jaw = torch.zeros(1, 1, 15)
+    jaw[..., 12] = 0.2
+    assert proc_flame.motion_offsets(jaw, other[:1]).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="15"):
+        proc_flame.motion_offsets(torch.zeros(1, 2, 14), template[:1])

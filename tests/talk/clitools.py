@@ -28,3 +28,13 @@ def small_overrides(root: Path, run: Path) -> list[str]:
         "--data.init_args.test_sentences=[1,1]",
         f"--trainer.default_root_dir={run}",
     ]
+
+
+def flame_overrides(root: Path, run: Path, face_model: bool = False) -> list[str]:
+    """Overrides of the synthetic FLAME-parameter configs (experiments/synthetic/flame_*.yaml) for a dataset at
+    ``root``; ``face_model`` also points the tokenizer's face model there."""
+    out = [f"--data.init_args.manifest={root / 'flame_manifest.jsonl'}",
+           f"--data.init_args.flame_model={root / 'face_model.pkl'}", f"--trainer.default_root_dir={run}"]  # fmt: skip
+    if face_model:
+        out.append(f"--model.init_args.face_model.init_args.model_path={root / 'face_model.pkl'}")
+    return out

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.talk.clitools import ROOT, small_overrides, talk
+from tests.talk.clitools import ROOT, flame_overrides, small_overrides, talk
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +38,24 @@ def lm_ckpt(synth_root, tokenizer_ckpt, tmp_path_factory) -> Path:
          "--trainer.check_val_every_n_epoch=1", "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1",
          "--trainer.logger=false", f"--model.init_args.tokenizer_checkpoint={tokenizer_ckpt}", cwd=run)  # fmt: skip
     return run / "outputs" / "synthetic" / "lm" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def flame_tokenizer_ckpt(synth_root, tmp_path_factory) -> Path:
+    """A tokenizer of FLAME parameters (experiments/synthetic/flame_tokenizer.yaml) trained for one step."""
+    run = tmp_path_factory.mktemp("flame_tokenizer")
+    config = ROOT / "experiments" / "synthetic" / "flame_tokenizer.yaml"
+    talk("fit", "-c", str(config), *flame_overrides(synth_root, run, face_model=True), "--trainer.max_epochs=1",
+         "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1", "--trainer.logger=false", cwd=run)  # fmt: skip
+    return run / "outputs" / "synthetic" / "flame_tokenizer" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def flame_lm_ckpt(synth_root, flame_tokenizer_ckpt, tmp_path_factory) -> Path:
+    """The flagship over FLAME parameters (experiments/synthetic/flame_lm.yaml), trained for one step."""
+    run = tmp_path_factory.mktemp("flame_lm")
+    config = ROOT / "experiments" / "synthetic" / "flame_lm.yaml"
+    talk("fit", "-c", str(config), *flame_overrides(synth_root, run), "--trainer.max_epochs=1",
+         "--trainer.check_val_every_n_epoch=1", "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1",
+         "--trainer.logger=false", f"--model.init_args.tokenizer_checkpoint={flame_tokenizer_ckpt}", cwd=run)  # fmt: skip
+    return run / "outputs" / "synthetic" / "flame_lm" / "checkpoints" / "last.ckpt"

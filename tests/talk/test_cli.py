@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.talk.clitools import ROOT, small_overrides, talk
+from tests.talk.clitools import ROOT, flame_overrides, small_overrides, talk
 
 CONFIGS = sorted((ROOT / "experiments").rglob("*.yaml"))
 
@@ -53,7 +53,10 @@ def _dataset_overrides(config: Path, tmp: Path) -> list[str]:
 @pytest.mark.parametrize("config", CONFIGS, ids=[str(c.relative_to(ROOT)) for c in CONFIGS])
 def test_fast_dev_run_every_config(config, synth_root, tmp_path, request):
     text = config.read_text()
-    if config.parent.name == "synthetic":
+    flame = config.name.startswith("flame_")  # the synthetic dataset read as FLAME parameters (its manifest)
+    if flame:
+        data = flame_overrides(synth_root, tmp_path, face_model="face_model:" in text)
+    elif config.parent.name == "synthetic":
         data = small_overrides(synth_root, tmp_path)
     else:  # real-dataset configs: miniature replicas of their layouts, a local tiny model for the hub name
         data = [*_dataset_overrides(config, tmp_path), f"--trainer.default_root_dir={tmp_path}"]
@@ -64,7 +67,7 @@ def test_fast_dev_run_every_config(config, synth_root, tmp_path, request):
         )
     if "tokenizer_checkpoint" in text:
         if config.parent.name == "synthetic":
-            tokenizer = request.getfixturevalue("tokenizer_ckpt")
+            tokenizer = request.getfixturevalue("flame_tokenizer_ckpt" if flame else "tokenizer_ckpt")
         else:  # a tokenizer of the same dataset: its motion size must match
             stage1 = config.parent / "tokenizer.yaml"
             talk("fit", "-c", str(stage1), *data, "--trainer.max_epochs=1", "--trainer.limit_train_batches=1",

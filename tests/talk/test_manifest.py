@@ -156,6 +156,18 @@ def test_flame_parameter_manifest(face, tmp_path):
     np.testing.assert_allclose(dm.templates["s1"], neutral.numpy(), atol=1e-6)
     assert dm.faces().shape == tuple(flame.faces.shape)
     assert len(dm.regions()["lips"]) > 0
+    # the motion-rate parameters travel in the batch, for models that work on FLAME motion
+    from talk.data.batch import collate
+
+    np.testing.assert_array_equal(sample.expression.numpy(), expression)
+    batch = collate([sample, still])
+    assert batch.expression.shape == (2, frames, 11) and batch.jaw.shape == (2, frames, 3)
+    assert batch.expression[1].abs().max() == 0 and batch.jaw[0, :, 0].max() > 0.19
+    motion = batch.flame_motion(12)  # one more coefficient than the files: zero padded, then the jaw
+    torch.testing.assert_close(motion[0, :, :11], torch.from_numpy(expression))
+    assert motion[..., 11].abs().max() == 0
+    torch.testing.assert_close(motion[0, :, 12:], torch.from_numpy(jaw))
+    assert batch.flame_motion(5).shape == (2, frames, 8)
 
 
 def test_flame_lines_need_a_model_and_fitting_sizes(face, tmp_path):

@@ -47,13 +47,16 @@ def test_streaming_decoder_emits_frames_after_its_right_reach():
     assert all(n == 2 for n in emitted[first:])  # then one token's frames per token
 
 
-@pytest.mark.parametrize("chunk_seconds", [0.1, 0.37])
-def test_stream_equals_offline_animation(lm_ckpt, synth_root, chunk_seconds):
+@pytest.mark.parametrize(
+    ("checkpoint", "chunk_seconds"), [("lm_ckpt", 0.1), ("lm_ckpt", 0.37), ("flame_lm_ckpt", 0.37)]
+)
+def test_stream_equals_offline_animation(checkpoint, synth_root, chunk_seconds, request):
+    """Vertex motion, and FLAME motion turned into vertices by the tokenizer's face model."""
     from talk.checkpoints import load_model
     from talk.streaming import StreamingAnimator
 
     torch.manual_seed(0)
-    model = load_model(lm_ckpt).eval()
+    model = load_model(request.getfixturevalue(checkpoint)).eval()
     wav, sr = sf.read(synth_root / "wav" / "SYN_09_F_sentence01.wav", dtype="float32")
     wav = torch.from_numpy(wav[: int(1.3 * sr)])
     offline = model.animate(wav, subject="SYN_01_F")

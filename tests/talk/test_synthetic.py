@@ -346,3 +346,43 @@ def test_different_seed_differs_and_bad_arguments_are_clear(dataset, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="out_dir"):
         synthesize_dataset(tmp_path / "file", progress=False)
+
+
+def test_flame_parameter_files_decode_to_the_vertices_and_the_manifest_reads_them(dataset):
+    import torch
+
+    from motion.flame import FLAME, FLAMEParams
+    from talk.data import ManifestDataModule
+
+    root, summary, meta, _ = dataset
+    flame = FLAME(str(root / "face_model.pkl"), n_shape=20, n_expression=11)
+    rec = meta["sequences"][1]
+    params = np.load(root / "flame" / f"{rec['name']}.npz")
+    as_torch = {k: torch.from_numpy(params[k])[None] for k in ("shape", "expression", "jaw")}
+    with torch.no_grad():
+        decoded = flame(FLAMEParams(shape=as_torch["shape"], expression=as_torch["expression"],
+                                    jaw_pose=as_torch["jaw"])).vertices[0]  # fmt: skip
+    stored = np.load(root / "vertices_npy" / f"{rec['name']}.npy").reshape(decoded.shape)
+    np.testing.assert_allclose(decoded.numpy(), stored, atol=1e-6)
+    lines = [json.loads(line) for line in (root / "flame_manifest.jsonl").read_text().splitlines()]
+    assert len(lines) == summary.n_sequences and {ln["fps"] for ln in lines} == {60}
+    # 2 speakers: both are test speakers (the last two), none val or train
+    assert {ln["split"] for ln in lines} == {"test"}
+    dm = ManifestDataModule(str(root / "flame_manifest.jsonl"), fps=30, flame_model=str(root / "face_model.pkl"),
+                            train_subjects=list(summary.subjects))  # fmt: skip
+    dm.setup("test")
+    sample = dm.datasets["test"][0]
+    frames = sample.motion.shape[0]
+    assert sample.expression.shape == (frames, 11) and sample.jaw.shape == (frames, 3)
+
+
+def test_flame_manifest_splits_speakers_as_the_synthetic_configs_do():
+    from talk.data.synthetic.writer import flame_manifest
+
+    subjects = [f"SYN_{i:02d}" for i in range(1, 11)]
+    records = [{"name": f"{s}_sentence01", "subject": s} for s in subjects]
+    lines = [json.loads(line) for line in flame_manifest(records, subjects).splitlines()]
+    split = {ln["subject"]: ln["split"] for ln in lines}
+    assert [split[s] for s in subjects] == ["train"] * 6 + ["val"] * 2 + ["test"] * 2
+    assert lines[0]["audio"] == "wav/SYN_01_sentence01.wav"
+    assert lines[0]["motion"] == "flame/SYN_01_sentence01.npz"

@@ -4,6 +4,11 @@
     out_dir/vertices_npy/<SUBJECT>_sentenceNN.npy   float32 [T, V*3], 60 fps, metres
     out_dir/templates.pkl                           {subject: [V,3]} neutral mesh (latin1-readable, protocol
     2) out_dir/face_model.pkl, out_dir/FLAME_masks.pkl the procedural FLAME-format face (shared topology)
+    out_dir/flame/<SUBJECT>_sentenceNN.npz          the same motion as FLAME parameters (expression [T,Ne],
+                                                    jaw [T,3], shape [Ns]), 60 fps
+    out_dir/flame_manifest.jsonl                    a manifest of the wav + .npz pairs (talk.data.ManifestDataModule)
+                                                    with the synthetic configs' speaker split: the last two
+                                                    speakers test, the two before them val, the rest train
     out_dir/synth_meta.json                         seed, speakers, per-sequence phonemes and timings
 
 Every sequence is synthesized from its own random streams derived from (seed, speaker, sentence), so the
@@ -170,6 +175,9 @@ def _write_job(job: tuple[str, SpeakerProfile, int, int, int]) -> dict:
     npy = root / "vertices_npy" / f"{seq.name}.npy"
     sf.write(str(wav), seq.audio, sample_rate, subtype="PCM_16")
     np.save(npy, seq.vertices.reshape(len(seq.vertices), -1))
+    npz = root / "flame" / f"{seq.name}.npz"
+    np.savez(npz, expression=seq.expression.astype(np.float32), jaw=seq.jaw_pose.astype(np.float32),
+             shape=np.asarray(speaker.shape, dtype=np.float32))  # fmt: skip
     return {
         "name": seq.name,
         "subject": speaker.name,
@@ -179,8 +187,21 @@ def _write_job(job: tuple[str, SpeakerProfile, int, int, int]) -> dict:
         "samples": int(len(seq.audio)),
         "phonemes": seq.utterance.text,
         "segments": [[s.symbol, round(s.start, 5), round(s.end, 5)] for s in seq.utterance.segments],
-        "files": [str(wav), str(npy)],
+        "files": [str(wav), str(npy), str(npz)],
     }
+
+
+def flame_manifest(records: list[dict], subjects: list[str]) -> str:
+    """jsonl lines pairing each wav with its FLAME-parameter file (paths relative to the dataset root); the
+    last two speakers are the test split, the two before them val (the synthetic configs' split)."""
+    n = len(subjects)
+    split = {s: "test" if i >= n - 2 else "val" if i >= n - 4 else "train" for i, s in enumerate(subjects)}
+    lines = []
+    for r in records:
+        line = {"audio": f"wav/{r['name']}.wav", "motion": f"flame/{r['name']}.npz", "subject": r["subject"],
+                "fps": FPS, "split": split[r["subject"]], "dataset": "synthetic"}  # fmt: skip
+        lines.append(json.dumps(line) + "\n")
+    return "".join(lines)
 
 
 def _check_args(out_dir: Path, speakers: int, sentences: int, workers: int, sample_rate: int) -> None:
@@ -223,6 +244,7 @@ def synthesize_dataset(
     _check_args(root, speakers, sentences, workers, sample_rate)
     (root / "wav").mkdir(parents=True, exist_ok=True)
     (root / "vertices_npy").mkdir(parents=True, exist_ok=True)
+    (root / "flame").mkdir(parents=True, exist_ok=True)
     face_paths = write_procedural_face(root, seed=FACE_SEED)
     profiles = [make_speaker(seed, i, N_SHAPE) for i in range(speakers)]
 
@@ -263,9 +285,11 @@ def synthesize_dataset(
         "sequences": [{k: v for k, v in rec.items() if k != "files"} for rec in records],
     }
     (root / "synth_meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+    manifest = root / "flame_manifest.jsonl"
+    manifest.write_text(flame_manifest(records, [spk.name for spk in profiles]))
 
     files = [Path(f) for rec in records for f in rec["files"]]
-    files += [root / "templates.pkl", root / "synth_meta.json"]
+    files += [root / "templates.pkl", root / "synth_meta.json", manifest]
     files += [Path(getattr(face_paths, f.name)) for f in dataclasses.fields(face_paths)]
     return SynthSummary(
         out_dir=root,
