@@ -68,14 +68,14 @@ class AudioToMotionModule(MotionSpace, TalkModule):
             ``tokenizer_checkpoint``.
         decode_codebooks: Decode generated motion from the first n codebooks only (the LM still generates all K,
             which it reads back); None decodes all. Quantizer dropout trains the tokenizer to decode any prefix.
-        face_model_config: Config of the tokenizer's face model when it tokenizes FLAME parameters; filled in
-            automatically from ``tokenizer_checkpoint`` and stored in this model's checkpoints (rebuilding it reads
-            the FLAME file it names).
-        face_model: For use from Python: the face model of a tokenizer given as ``tokenizer``.
         decode_latent: ``"codes"`` decodes the generated codes; ``"expected"`` decodes, for every token frame, the
             expectation of each codebook's code vectors under the LM's predictive distribution (given the codes
             generated before it), the least-squares estimate of the latent where the LM is unsure. Streaming
             decodes the same way.
+        face_model_config: Config of the tokenizer's face model when it tokenizes FLAME parameters; filled in
+            automatically from ``tokenizer_checkpoint`` and stored in this model's checkpoints (rebuilding it reads
+            the FLAME file it names).
+        face_model: For use from Python: the face model of a tokenizer given as ``tokenizer``.
     """
 
     def __init__(
