@@ -226,6 +226,8 @@ class FLAME(FaceModel):
         else:
             self.lmk_faces_idx = None
             self.lmk_bary_coords = None
+        # [V*3, n_shape] pseudo-inverse of the identity blendshapes, derived on first use by fit_shape
+        self.register_buffer("_shape_pinv", None, persistent=False)
 
     @property
     def num_vertices(self) -> int:
@@ -309,10 +311,9 @@ class FLAME(FaceModel):
         """Identity coefficients ``[B, n_shape]`` whose neutral mesh is closest (least squares) to ``template``
         ``[B, V, 3]``; exact for a template that FLAME made."""
         delta = (template.to(self.v_template.dtype) - self.v_template).flatten(1)  # [B, V*3]
-        dirs = self.shapedirs[: self.n_shape]  # [S, V*3]
-        if dirs.shape[0] == 0:
-            return delta.new_zeros(delta.shape[0], 0)
-        return torch.linalg.lstsq(dirs.T, delta.T).solution.T
+        if self._shape_pinv is None:
+            self._shape_pinv = torch.linalg.pinv(self.shapedirs[: self.n_shape].double()).to(delta.dtype)
+        return delta @ self._shape_pinv
 
     def motion_offsets(self, motion: Tensor, template: Tensor) -> Tensor:
         """Vertex offsets ``[B, T, V, 3]`` from ``template`` ``[B, V, 3]`` for FLAME motion ``[B, T,

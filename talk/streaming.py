@@ -182,8 +182,7 @@ class StreamingAnimator:
         decoder = StreamingTokenDecoder(module.tokenizer)
         state = {"samples": 0, "pushed_at": 0.0}
         self.stats = stats = StreamStats()
-        seeded = not self.sampling["greedy"] and self.seed is not None
-        generator = torch.Generator(module.device).manual_seed(self.seed) if seeded else None
+        generator = module.sampling_generator(self.sampling["greedy"], self.seed)
 
         def token_audio() -> Iterator[Tensor]:
             for chunk in chunks:

@@ -237,7 +237,7 @@ class AudioToMotionModule(MotionSpace, TalkModule):
         features, tokens = self._token_audio(audio, audio_lengths, num_frames)
         t = int(num_frames.max())
         expected = self.decode_latent == "expected"
-        generator = self.sampling_generator()
+        generator = self.sampling_generator(self.sampling["greedy"], self.seed)
         out = self.lm.generate(features, style, int(tokens.max()), return_probs=expected, generator=generator,
                                **self.sampling)  # fmt: skip
         if expected:
@@ -247,11 +247,12 @@ class AudioToMotionModule(MotionSpace, TalkModule):
         offsets = self.to_offsets(motion, template)
         return offsets.view(offsets.shape[0], t, -1, 3).add_(template[:, None])  # in place: offsets are ours
 
-    def sampling_generator(self) -> torch.Generator | None:
-        """A fresh generator seeded with ``seed`` for one generation (None: greedy, or torch's global one)."""
-        if self.sampling["greedy"] or self.seed is None:
+    def sampling_generator(self, greedy: bool, seed: int | None) -> torch.Generator | None:
+        """A fresh generator on this module's device seeded with ``seed``, for one generation (offline or streamed);
+        None when decoding greedily or when ``seed`` is None (torch's global generator)."""
+        if greedy or seed is None:
             return None
-        return torch.Generator(self.device).manual_seed(self.seed)
+        return torch.Generator(self.device).manual_seed(seed)
 
     def expected_latent(self, probs: Tensor) -> Tensor:
         """``[B, Tq, latent]``: the expected sum of the first ``decode_codebooks`` code vectors under ``probs``
