@@ -19,7 +19,7 @@ Figures:
   (``TalkModule.animate``: encoder + token-rate alignment + sampled generation + decoding), regression total, for
   each length; the flagship's overhead over the encoder as it runs it (target <= 1.2x) and its growth
   t(60 s) / t(10 s) (target <= 6.5);
-* streaming (``talk.streaming.StreamingAnimator``, 0.2 s chunks pushed as fast as possible): first-frame latency
+* streaming (``talk.pipeline.streaming.StreamingAnimator``, 0.2 s chunks pushed as fast as possible): first-frame latency
   after the chunk that completes it (target <= 200 ms) and sustained frames/s (target >= 30), for the mel
   encoder (exact streaming) and for the wav2vec2-base encoder (0.5 s left context), plus the algorithmic latency
   (audio a frame waits for after its own time).
@@ -43,13 +43,13 @@ sys.path.insert(0, str(ROOT))
 from audio.hf import HFSpeechEncoder  # noqa: E402
 from audio.io import load_audio  # noqa: E402
 from audio.mel import MelEncoder  # noqa: E402
-from motion.lm import MotionLM  # noqa: E402
-from motion.quantizer import ResidualVQ  # noqa: E402
-from motion.regressor import FaceFormerRegressor  # noqa: E402
-from motion.tokenizer import MotionTokenizer  # noqa: E402
-from talk.models.audio_to_motion import AudioToMotionModule  # noqa: E402
-from talk.models.regression import RegressionModule  # noqa: E402
-from talk.streaming import StreamingAnimator  # noqa: E402
+from motion.lm.model import MotionLM  # noqa: E402
+from motion.regression.regressor import FaceFormerRegressor  # noqa: E402
+from motion.tokens.quantizer import ResidualVQ  # noqa: E402
+from motion.tokens.tokenizer import MotionTokenizer  # noqa: E402
+from talk.pipeline.streaming import StreamingAnimator  # noqa: E402
+from talk.training.audio_to_motion import AudioToMotionModule  # noqa: E402
+from talk.training.regression import RegressionModule  # noqa: E402
 
 THREADS = 2
 FPS = 30.0

@@ -31,8 +31,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from motion.kv_cache import intra_op_threads  # noqa: E402
-from motion.lm import MotionLM  # noqa: E402
+from motion.lm.kv_cache import intra_op_threads  # noqa: E402
+from motion.lm.model import MotionLM  # noqa: E402
 
 THREADS = 2
 FPS = 30

@@ -1,26 +1,26 @@
 """Face models, motion tokenizers and generators (pure torch; no Lightning)."""
 
-from motion.face_model import FaceModel, FaceModelOutput
-from motion.flame import FLAME, FLAMEParams
-from motion.flame_io import (
+from motion.face.base import FaceModel, FaceModelOutput
+from motion.face.flame import FLAME, FLAMEParams
+from motion.face.flame_io import (
     FlameModelFormatError,
     FlameModelNotFoundError,
     load_flame_masks,
     load_flame_model,
     load_landmark_embedding,
 )
-from motion.lm import LMOutput, MotionLM
-from motion.patterns import Pattern
-from motion.procedural_face import (
+from motion.face.procedural.face import (
     EXPRESSION_NAMES,
     ProceduralFace,
     ProceduralFacePaths,
     build_procedural_face,
     write_procedural_face,
 )
-from motion.quantizer import QuantizedResult, ResidualVQ, VectorQuantizer
-from motion.regressor import FaceFormerRegressor
-from motion.tokenizer import MotionTokenizer, TokenizerOutput
+from motion.lm.model import LMOutput, MotionLM
+from motion.lm.patterns import Pattern
+from motion.regression.regressor import FaceFormerRegressor
+from motion.tokens.quantizer import QuantizedResult, ResidualVQ, VectorQuantizer
+from motion.tokens.tokenizer import MotionTokenizer, TokenizerOutput
 
 __all__ = [
     "EXPRESSION_NAMES",

@@ -27,7 +27,7 @@ def load_model(checkpoint: str | Path, device: str = "cpu"):  # noqa: ANN201 - a
     Raises:
         CheckpointError: when the file is missing, not a checkpoint, or was not written by ``talk fit``.
     """
-    from talk.models.base import TalkModule
+    from talk.training.base import TalkModule
 
     path = Path(checkpoint)
     if not path.is_file():

@@ -13,8 +13,8 @@ import numpy as np
 import yaml
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from talk.checkpoint_io import AtomicCheckpointIO
 from talk.report import print_metrics_table
+from talk.training.checkpoint_io import AtomicCheckpointIO
 
 
 class TalkCLI(LightningCLI):
@@ -138,7 +138,7 @@ def run_lightning_cli(args: list[str] | None = None) -> None:
     """Runs ``talk fit|validate|test|predict``."""
     from lightning.pytorch import LightningDataModule
 
-    from talk.models.base import TalkModule
+    from talk.training.base import TalkModule
 
     if args is not None:
         sys.argv = ["talk", *args]  # LightningCLI reads sys.argv; keeps its error messages naming `talk`

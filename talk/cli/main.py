@@ -84,7 +84,7 @@ def _data_command(argv: list[str]) -> None:
     if args.command == "vocaset":
         _convert_vocaset(args)
     elif args.command == "synth":
-        from talk.data.synthetic import synthesize_dataset
+        from talk.synth import synthesize_dataset
 
         if args.speakers < 1 or args.sentences < 1:
             raise TalkError("--speakers and --sentences must be at least 1.")
@@ -103,7 +103,7 @@ def _data_command(argv: list[str]) -> None:
 
 
 def _convert_vocaset(args: argparse.Namespace) -> None:
-    from talk.data.vocaset_raw import VocasetConversionWarning, convert_vocaset
+    from talk.data.formats.vocaset_raw import VocasetConversionWarning, convert_vocaset
 
     with warnings.catch_warnings():
         # the summary lists every warning once, after the progress bar
@@ -180,7 +180,7 @@ def _animate_command(argv: list[str]) -> None:
         "--background", default="1,1,1", help="background colour R,G,B in [0, 1] (default 1,1,1: white)"
     )
     args = parser.parse_args(argv)
-    from talk.animate import animate
+    from talk.pipeline.animate import animate
 
     try:
         background = tuple(float(c) for c in args.background.split(","))

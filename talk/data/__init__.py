@@ -12,11 +12,11 @@ _EXPORTS = {
     "Batch": "talk.data.batch",
     "Sample": "talk.data.batch",
     "collate": "talk.data.batch",
-    "VocasetDataModule": "talk.data.vocaset",
-    "BiwiDataModule": "talk.data.biwi",
-    "ManifestDataModule": "talk.data.manifest",
-    "convert_vocaset": "talk.data.vocaset_raw",
-    "ConversionSummary": "talk.data.vocaset_raw",
+    "VocasetDataModule": "talk.data.formats.vocaset",
+    "BiwiDataModule": "talk.data.formats.biwi",
+    "ManifestDataModule": "talk.data.formats.manifest",
+    "convert_vocaset": "talk.data.formats.vocaset_raw",
+    "ConversionSummary": "talk.data.formats.vocaset_raw",
 }
 
 __all__ = sorted(_EXPORTS)

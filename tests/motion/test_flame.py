@@ -12,14 +12,14 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from motion.flame import FLAME, FLAMEParams, batch_rodrigues
-from motion.flame_io import (
+from motion.face.flame import FLAME, FLAMEParams, batch_rodrigues
+from motion.face.flame_io import (
     FlameModelFormatError,
     FlameModelNotFoundError,
     load_flame_masks,
     load_flame_model,
 )
-from motion.procedural_face import write_procedural_face
+from motion.face.procedural.face import write_procedural_face
 
 
 @pytest.fixture(scope="module")

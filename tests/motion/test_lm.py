@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-import motion.kv_cache as kv_cache
-from motion.lm import MotionLM, MotionLMInputError
-from motion.sampling import SamplingConfigError
+import motion.lm.kv_cache as kv_cache
+from motion.lm.model import MotionLM, MotionLMInputError
+from motion.lm.sampling import SamplingConfigError
 
 K, C, DA = 3, 11, 6
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from motion.patterns import Pattern, PatternError
+from motion.lm.patterns import Pattern, PatternError
 
 
 @pytest.mark.parametrize("kind", ["parallel", "delay"])

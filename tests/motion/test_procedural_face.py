@@ -9,9 +9,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from motion.flame import FLAME, FLAMEParams
-from motion.flame_io import load_flame_masks, load_flame_model
-from motion.procedural_face import EXPRESSION_NAMES, build_procedural_face, write_procedural_face
+from motion.face.flame import FLAME, FLAMEParams
+from motion.face.flame_io import load_flame_masks, load_flame_model
+from motion.face.procedural.face import EXPRESSION_NAMES, build_procedural_face, write_procedural_face
 
 N_EXP = 12
 

@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from motion.quantizer import ResidualVQ, VectorQuantizer, codebook_stats
+from motion.tokens.quantizer import ResidualVQ, VectorQuantizer, codebook_stats
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
 import torch
 
-from motion.regressor import FaceFormerRegressor
+from motion.regression.regressor import FaceFormerRegressor
 
 
 def make(**kw):

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from motion.quantizer import ResidualVQ
-from motion.tokenizer import MotionTokenizer
+from motion.tokens.quantizer import ResidualVQ
+from motion.tokens.tokenizer import MotionTokenizer
 
 
 @pytest.fixture(autouse=True)

@@ -18,8 +18,8 @@ if os.environ.get("TALK_REQUIRE_PYTORCH3D") == "1":
 else:
     pytest.importorskip("pytorch3d")
 
-from motion.flame import FLAME, FLAMEParams  # noqa: E402
-from motion.procedural_face import EXPRESSION_NAMES, write_procedural_face  # noqa: E402
+from motion.face.flame import FLAME, FLAMEParams  # noqa: E402
+from motion.face.procedural.face import EXPRESSION_NAMES, write_procedural_face  # noqa: E402
 from render.camera import Camera, fit_camera  # noqa: E402
 from render.pytorch3d_backend import Pytorch3DRenderer, to_pytorch3d_cameras  # noqa: E402
 from render.rasterizer import TorchRasterizer  # noqa: E402

@@ -12,7 +12,7 @@ from tests.talk.clitools import ROOT, flame_overrides, small_overrides, talk
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory) -> Path:
     """A small synthetic dataset with the configs' subject names (10 speakers x 2 sentences)."""
-    from talk.data.synthetic import synthesize_dataset
+    from talk.synth import synthesize_dataset
 
     root = tmp_path_factory.mktemp("synthetic")
     synthesize_dataset(root, speakers=10, sentences=2, seed=0, workers=1, progress=False)

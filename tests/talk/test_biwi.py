@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from talk.data import BiwiDataModule
-from talk.data.biwi import BIWI_SUBJECTS, BIWI_TRAIN
+from talk.data.formats.biwi import BIWI_SUBJECTS, BIWI_TRAIN
 from talk.errors import DatasetError
 
 from .miniature import BIWI_LIPS, BIWI_UPPER, BIWI_V, write_biwi_miniature

@@ -31,8 +31,8 @@ def tiny_wav2vec2(tmp_path_factory) -> Path:
 
 def _dataset_overrides(config: Path, tmp: Path) -> list[str]:
     """Miniature copies of the dataset a config names (VOCASET or BIWI layouts), with one sentence per split."""
-    from talk.data.biwi import BIWI_SUBJECTS, BIWI_TRAIN
-    from talk.data.vocaset import VOCASET_TEST, VOCASET_TRAIN, VOCASET_VAL
+    from talk.data.formats.biwi import BIWI_SUBJECTS, BIWI_TRAIN
+    from talk.data.formats.vocaset import VOCASET_TEST, VOCASET_TRAIN, VOCASET_VAL
     from tests.talk.miniature import write_biwi_miniature, write_miniature
 
     dataset = config.parent.name
@@ -133,7 +133,7 @@ def test_test_time_comparison_videos_callback(trained, synth_root):
 
     run, config = trained
     talk("test", "-c", str(config), *small_overrides(synth_root, run), "--trainer.logger=false",
-         f"--ckpt_path={ckpt_dir(run) / 'last.ckpt'}", "--trainer.callbacks+=talk.callbacks.ComparisonVideos",
+         f"--ckpt_path={ckpt_dir(run) / 'last.ckpt'}", "--trainer.callbacks+=talk.training.callbacks.ComparisonVideos",
          "--trainer.callbacks.num_sequences=1", "--trainer.callbacks.size=48", cwd=run)  # fmt: skip
     videos = sorted((run / "videos").glob("*.mp4"))
     assert len(videos) == 1

@@ -7,14 +7,14 @@ import functools
 import pytest
 import torch
 
-from motion.flame import FLAME
-from motion.quantizer import ResidualVQ
-from motion.tokenizer import MotionTokenizer
+from motion.face.flame import FLAME
+from motion.tokens.quantizer import ResidualVQ
+from motion.tokens.tokenizer import MotionTokenizer
 
 
 def _module(synth_root, **options):
     from talk.data import ManifestDataModule
-    from talk.models import TokenizerModule
+    from talk.training import TokenizerModule
 
     dm = ManifestDataModule(str(synth_root / "flame_manifest.jsonl"), fps=30.0,
                             flame_model=str(synth_root / "face_model.pkl"), batch_size=3)  # fmt: skip
@@ -80,7 +80,7 @@ def test_flame_models_name_what_is_wrong(synth_root):
 
 
 def _module_with_dim(synth_root, motion_dim):
-    from talk.models import TokenizerModule
+    from talk.training import TokenizerModule
 
     face = FLAME(str(synth_root / "face_model.pkl"), n_shape=20, n_expression=11)
     return TokenizerModule(functools.partial(MotionTokenizer, latent_dim=8, hidden_dim=8), motion_dim=motion_dim,

@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 from talk.data import ManifestDataModule
-from talk.data.manifest import FlameSample, ManifestError, read_manifest, resample_frames
+from talk.data.formats.manifest import FlameSample, ManifestError, read_manifest, resample_frames
 
 from .miniature import LIPS, SR, UPPER, V
 
@@ -109,13 +109,13 @@ def test_resample_false_rejects_other_fps(vertex_set):
 
 @pytest.fixture(scope="module")
 def face(tmp_path_factory):
-    from motion.procedural_face import write_procedural_face
+    from motion.face.procedural.face import write_procedural_face
 
     return write_procedural_face(tmp_path_factory.mktemp("face"))
 
 
 def test_flame_parameter_manifest(face, tmp_path):
-    from motion.flame import FLAME, FLAMEParams
+    from motion.face.flame import FLAME, FLAMEParams
 
     rng = np.random.default_rng(1)
     frames = 6

@@ -3,10 +3,10 @@ from functools import partial
 import torch
 
 from audio import MelEncoder
-from motion.regressor import FaceFormerRegressor
+from motion.regression.regressor import FaceFormerRegressor
 from talk.data import VocasetDataModule
 from talk.data.batch import collate
-from talk.models import RegressionModule
+from talk.training import RegressionModule
 
 from .miniature import V, write_miniature
 

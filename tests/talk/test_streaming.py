@@ -6,9 +6,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from motion.quantizer import ResidualVQ
-from motion.stream_decode import StreamingTokenDecoder, decoder_reach
-from motion.tokenizer import MotionTokenizer
+from motion.tokens.quantizer import ResidualVQ
+from motion.tokens.stream_decode import StreamingTokenDecoder, decoder_reach
+from motion.tokens.tokenizer import MotionTokenizer
 
 
 @pytest.mark.parametrize("stride", [1, 2, 4])
@@ -53,7 +53,7 @@ def test_streaming_decoder_emits_frames_after_its_right_reach():
 def test_stream_equals_offline_animation(checkpoint, synth_root, chunk_seconds, request):
     """Vertex motion, and FLAME motion turned into vertices by the tokenizer's face model."""
     from talk.checkpoints import load_model
-    from talk.streaming import StreamingAnimator
+    from talk.pipeline.streaming import StreamingAnimator
 
     torch.manual_seed(0)
     model = load_model(request.getfixturevalue(checkpoint)).eval()
@@ -73,8 +73,8 @@ def test_stream_equals_offline_animation(checkpoint, synth_root, chunk_seconds, 
 
 def test_stream_rejects_a_regression_checkpoint(tmp_path):
     from talk.errors import CheckpointError
-    from talk.models.regression import RegressionModule
-    from talk.streaming import StreamingAnimator
+    from talk.pipeline.streaming import StreamingAnimator
+    from talk.training.regression import RegressionModule
 
     with pytest.raises(CheckpointError, match="AudioToMotionModule"):
         StreamingAnimator(RegressionModule.__new__(RegressionModule))
@@ -103,8 +103,8 @@ def _small_flagship(window: float | None, **options):
     import functools
 
     from audio.mel import MelEncoder
-    from motion.lm import MotionLM
-    from talk.models.audio_to_motion import AudioToMotionModule
+    from motion.lm.model import MotionLM
+    from talk.training.audio_to_motion import AudioToMotionModule
 
     torch.manual_seed(0)
     tok = MotionTokenizer(motion_dim=12, latent_dim=8, hidden_dim=16, stride=2, num_res_blocks=1,
@@ -206,7 +206,7 @@ DECODINGS = [{}, {"decode_codebooks": 1}, EXPECTED, SAMPLED, {**SAMPLED, **EXPEC
 @pytest.mark.parametrize("options", DECODINGS)
 def test_stream_equals_offline_for_every_decoding(options):
     """Sampled decoding included: the stream draws from a generator seeded as the module's own."""
-    from talk.streaming import StreamingAnimator
+    from talk.pipeline.streaming import StreamingAnimator
 
     model = _small_flagship(None, **options)
     for layer in model.tokenizer.quantizer.layers:
@@ -239,7 +239,7 @@ def test_sampled_animation_is_reproducible_per_seed():
 def test_animate_seed_draws_another_animation(lm_ckpt, synth_root, tmp_path):
     import numpy as np
 
-    from talk.animate import animate
+    from talk.pipeline.animate import animate
 
     wav = synth_root / "wav" / "SYN_10_M_sentence01.wav"
 

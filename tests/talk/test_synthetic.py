@@ -1,4 +1,4 @@
-"""Tests of the synthetic talking-face dataset generator (talk.data.synthetic)."""
+"""Tests of the synthetic talking-face dataset generator (talk.synth)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 import soundfile as sf
 from scipy import signal
 
-from talk.data.synthetic.articulation import build_trajectory, lip_aperture
-from talk.data.synthetic.phonemes import BILABIAL_CLOSURES, CHANNELS, INVENTORY, generate_utterance
-from talk.data.synthetic.speakers import make_speaker
-from talk.data.synthetic.voice import (
+from talk.synth.articulation import build_trajectory, lip_aperture
+from talk.synth.phonemes import BILABIAL_CLOSURES, CHANNELS, INVENTORY, generate_utterance
+from talk.synth.speakers import make_speaker
+from talk.synth.voice import (
     _resonator_sos,
     formant_tracks,
     synthesize_voice,
@@ -110,7 +110,7 @@ def test_trajectory_is_smooth():
 
 
 def test_idle_motion_blinks_and_stays_in_range():
-    from talk.data.synthetic.articulation import draw_idle_motion
+    from talk.synth.articulation import draw_idle_motion
 
     spk = make_speaker(0, 0)
     counts = [len(draw_idle_motion(np.random.default_rng(k), spk, 30.0).blink_times) for k in range(10)]
@@ -187,7 +187,7 @@ def test_fricatives_are_noisy_and_high():
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    from talk.data.synthetic import synthesize_dataset
+    from talk.synth import synthesize_dataset
 
     root = tmp_path_factory.mktemp("synth") / "a"
     summary = synthesize_dataset(root, speakers=2, sentences=2, seed=5, workers=1, progress=False)
@@ -244,8 +244,8 @@ def test_subject_is_file_name_without_last_part(dataset):
 def test_jaw_only_face_matches_flame_forward(dataset):
     import torch
 
-    from motion.flame import FLAME, FLAMEParams
-    from talk.data.synthetic.face import JawFace
+    from motion.face.flame import FLAME, FLAMEParams
+    from talk.synth.face import JawFace
 
     flame = FLAME(str(dataset[0] / "face_model.pkl"), n_shape=20, n_expression=11)
     face = JawFace.from_flame(flame)
@@ -270,7 +270,7 @@ def test_jaw_only_face_matches_flame_forward(dataset):
 
 
 def test_templates_are_the_neutral_meshes(dataset):
-    from motion.flame import FLAME, FLAMEParams
+    from motion.face.flame import FLAME, FLAMEParams
 
     root, _, meta, templates = dataset
     flame = FLAME(str(root / "face_model.pkl"), n_shape=20, n_expression=11)
@@ -291,7 +291,7 @@ def test_templates_are_the_neutral_meshes(dataset):
 
 
 def test_mesh_lips_close_on_bilabials_and_open_on_vowels_in_sync_with_audio(dataset):
-    from motion.flame_io import load_flame_masks
+    from motion.face.flame_io import load_flame_masks
 
     root, _, meta, _ = dataset
     masks = load_flame_masks(root / "FLAME_masks.pkl")
@@ -322,7 +322,7 @@ def test_mesh_lips_close_on_bilabials_and_open_on_vowels_in_sync_with_audio(data
 
 
 def test_same_seed_gives_identical_bytes_with_any_worker_count(dataset, tmp_path):
-    from talk.data.synthetic.__main__ import main
+    from talk.synth.__main__ import main
 
     root = dataset[0]
     main([str(tmp_path / "b"), "--speakers", "2", "--sentences", "2", "--seed", "5", "--workers", "2"])
@@ -335,7 +335,7 @@ def test_same_seed_gives_identical_bytes_with_any_worker_count(dataset, tmp_path
 
 
 def test_different_seed_differs_and_bad_arguments_are_clear(dataset, tmp_path):
-    from talk.data.synthetic import SynthesisError, synthesize_dataset
+    from talk.synth import SynthesisError, synthesize_dataset
 
     s = synthesize_dataset(tmp_path / "c", speakers=1, sentences=1, seed=6, workers=1, progress=False)
     assert s.n_sequences == 1
@@ -351,7 +351,7 @@ def test_different_seed_differs_and_bad_arguments_are_clear(dataset, tmp_path):
 def test_flame_parameter_files_decode_to_the_vertices_and_the_manifest_reads_them(dataset):
     import torch
 
-    from motion.flame import FLAME, FLAMEParams
+    from motion.face.flame import FLAME, FLAMEParams
     from talk.data import ManifestDataModule
 
     root, summary, meta, _ = dataset
@@ -377,7 +377,7 @@ def test_flame_parameter_files_decode_to_the_vertices_and_the_manifest_reads_the
 
 
 def test_flame_manifest_splits_speakers_as_the_synthetic_configs_do():
-    from talk.data.synthetic.writer import flame_manifest
+    from talk.synth.writer import flame_manifest
 
     subjects = [f"SYN_{i:02d}" for i in range(1, 11)]
     records = [{"name": f"{s}_sentence01", "subject": s} for s in subjects]

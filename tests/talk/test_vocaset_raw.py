@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from talk.data import vocaset_raw
-from talk.data.vocaset_raw import VocasetConversionError, VocasetConversionWarning, convert_vocaset
+from talk.data.formats import vocaset_raw
+from talk.data.formats.vocaset_raw import VocasetConversionError, VocasetConversionWarning, convert_vocaset
 
 from .miniature import RAW_SR, RAW_V, py2_pickle_dumps, write_vocaset_release
 

@@ -1,0 +1,1 @@
+"""Face models behind one interface: FLAME, the procedural FLAME-format head."""

@@ -1,0 +1,275 @@
+"""Readers for the FLAME model files, without chumpy.
+
+The official FLAME 2020 ``generic_model.pkl`` and FLAME 2023 ``flame2023.pkl`` are Python-2 era latin1 pickles whose
+arrays are wrapped in chumpy ``Ch`` objects and whose ``J_regressor`` is a scipy sparse matrix pickled by an old
+scipy. chumpy is unmaintained and does not install on modern Python, so this module unpickles with a custom
+``Unpickler`` that maps every ``chumpy.*`` class to a tiny stand-in. chumpy's ``Ch.__getstate__`` pickles the
+instance ``__dict__`` (minus its weak-reference caches); the wrapped value lives under the ``"x"`` key, which is
+what the stand-in keeps. Old scipy sparse matrices are rebuilt from their ``data``/``indices``/``indptr`` state so
+that they load whatever scipy version wrote them.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = [
+    "FLAME_REQUIRED_KEYS",
+    "FlameModelNotFoundError",
+    "FlameModelFormatError",
+    "load_flame_model",
+    "load_flame_masks",
+]
+
+FLAME_REQUIRED_KEYS: tuple[str, ...] = (
+    "v_template",
+    "f",
+    "shapedirs",
+    "posedirs",
+    "J_regressor",
+    "weights",
+    "kintree_table",
+)
+
+_DOWNLOAD_HINT = (
+    "FLAME is licensed and cannot be shipped with talk: register and download it yourself from "
+    "https://flame.is.tue.mpg.de, then pass the path of generic_model.pkl / flame2023.pkl "
+    "(e.g. FLAME(model_path=...) or --model.face_model.model_path), or use motion.face.procedural.face."
+    "write_procedural_face() for a licence-free stand-in"
+)
+
+
+class FlameModelNotFoundError(FileNotFoundError):
+    """Raised when a FLAME model / masks / landmark file does not exist."""
+
+
+class FlameModelFormatError(ValueError):
+    """Raised when a file exists but is not a FLAME model of the expected structure."""
+
+
+class _ChumpyStandIn:
+    """Receives the pickled state of any chumpy object; ``value`` is the wrapped array (``state["x"]``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.state: dict[str, Any] = {}
+
+    def __setstate__(self, state: Any) -> None:
+        # chumpy pickles __dict__; tolerate the (state, slotstate) tuple form as well.
+        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[0], dict):
+            state = state[0]
+        self.state = state if isinstance(state, dict) else {"x": state}
+
+    @property
+    def value(self) -> np.ndarray:
+        if "x" not in self.state:
+            raise FlameModelFormatError(
+                "A chumpy object in the FLAME file has no stored value 'x' (it is a lazy chumpy expression, not "
+                "an array); re-export the model with plain arrays or use the official FLAME file."
+            )
+        return _to_plain(self.state["x"])
+
+
+class _SparseStandIn:
+    """Receives the pickled ``__dict__`` of a scipy sparse matrix written by any scipy version."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.state: dict[str, Any] = {}
+        self.fmt = "csc"
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state if isinstance(state, dict) else {}
+
+    def rebuild(self) -> sp.spmatrix:
+        st = self.state
+        shape = st.get("_shape", st.get("shape"))
+        fmt = st.get("format", self.fmt)
+        if fmt in ("csc", "csr") and {"data", "indices", "indptr"} <= st.keys():
+            cls = sp.csc_matrix if fmt == "csc" else sp.csr_matrix
+            return cls(
+                (np.asarray(st["data"]), np.asarray(st["indices"]), np.asarray(st["indptr"])), shape=shape
+            )
+        if fmt == "coo" and {"data", "row", "col"} <= st.keys():
+            return sp.coo_matrix(
+                (np.asarray(st["data"]), (np.asarray(st["row"]), np.asarray(st["col"]))), shape=shape
+            ).tocsc()
+        raise FlameModelFormatError(f"Unsupported pickled sparse matrix format {fmt!r} in the FLAME file.")
+
+
+def _sparse_factory(fmt: str) -> type:
+    return type(f"_Sparse_{fmt}", (_SparseStandIn,), {"fmt": fmt})
+
+
+def _to_plain(obj: Any) -> Any:
+    """Recursively replace stand-ins by numpy arrays / scipy sparse matrices."""
+    if isinstance(obj, _ChumpyStandIn):
+        return np.asarray(obj.value)
+    if isinstance(obj, _SparseStandIn):
+        return obj.rebuild()
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+class _FlameUnpickler(pickle.Unpickler):
+    """Maps chumpy and legacy scipy.sparse classes to stand-ins; everything else resolves normally."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "chumpy" or module.startswith("chumpy."):
+            return _ChumpyStandIn
+        if module.startswith("scipy.sparse"):
+            for fmt in ("csc", "csr", "coo"):
+                if name == f"{fmt}_matrix" or name == f"{fmt}_array":
+                    return _sparse_factory(fmt)
+        if module.startswith("numpy.core"):
+            # numpy 2 renamed numpy.core to numpy._core; old pickles reference the former.
+            module = "numpy._core" + module[len("numpy.core") :]
+        return super().find_class(module, name)
+
+
+def _unpickle(path: Path) -> Any:
+    with open(path, "rb") as fh:
+        return _FlameUnpickler(fh, encoding="latin1").load()
+
+
+def _check_exists(path: str | Path, what: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FlameModelNotFoundError(f"{what} file not found: '{p}'. {_DOWNLOAD_HINT}.")
+    return p
+
+
+def load_flame_model(path: str | Path) -> dict[str, Any]:
+    """Load a FLAME model pickle into plain numpy arrays (no chumpy needed).
+
+    Args:
+        path: ``generic_model.pkl`` (FLAME 2020), ``flame2023.pkl`` (FLAME 2023) or a file of the same structure
+            (e.g. written by ``motion.face.procedural.face.write_procedural_face``).
+
+    Returns:
+        Dict with at least ``v_template [V,3]``, ``f [F,3]``, ``shapedirs [V,3,S]``, ``posedirs [V,3,36]``,
+        ``J_regressor`` (scipy.sparse csc ``[J,V]``), ``weights [V,J]``, ``kintree_table [2,J]`` as numpy arrays,
+        plus any other keys of the file (``bs_style``, ``bs_type``, ...).
+
+    Raises:
+        FlameModelNotFoundError: the file does not exist (the message explains where to get FLAME).
+        FlameModelFormatError: the file is not a pickle of the expected structure.
+    """
+    p = _check_exists(path, "FLAME model")
+    try:
+        raw = _unpickle(p)
+    except Exception as exc:  # any unpickling failure is a format problem for the user
+        raise FlameModelFormatError(
+            f"Could not read FLAME model '{p}' as a FLAME pickle ({type(exc).__name__}: {exc}); pass the official "
+            "generic_model.pkl / flame2023.pkl."
+        ) from exc
+    if not isinstance(raw, dict):
+        raise FlameModelFormatError(
+            f"FLAME model '{p}' holds a {type(raw).__name__}, expected a dict of arrays."
+        )
+    model = _to_plain(raw)
+    missing = [k for k in FLAME_REQUIRED_KEYS if k not in model]
+    if missing:
+        raise FlameModelFormatError(
+            f"FLAME model '{p}' lacks keys {missing}; expected a FLAME 2020/2023 model pickle with keys "
+            f"{list(FLAME_REQUIRED_KEYS)}."
+        )
+    out: dict[str, Any] = {}
+    for key, val in model.items():
+        if key == "J_regressor":
+            out[key] = sp.csc_matrix(val) if sp.issparse(val) else sp.csc_matrix(np.asarray(val, np.float64))
+        elif isinstance(val, np.ndarray) or key in FLAME_REQUIRED_KEYS:
+            out[key] = np.asarray(val)
+        else:
+            out[key] = val
+    _validate_shapes(out, p)
+    return out
+
+
+def _validate_shapes(m: dict[str, Any], p: Path) -> None:
+    v = m["v_template"]
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise FlameModelFormatError(f"FLAME model '{p}': v_template has shape {v.shape}, expected [V,3].")
+    n_v = v.shape[0]
+    n_j = m["kintree_table"].shape[-1]
+    checks = {
+        "f": (m["f"].ndim == 2 and m["f"].shape[1] == 3, "[F,3]"),
+        "shapedirs": (m["shapedirs"].ndim == 3 and m["shapedirs"].shape[:2] == (n_v, 3), f"[{n_v},3,S]"),
+        "posedirs": (m["posedirs"].shape == (n_v, 3, 9 * (n_j - 1)), f"[{n_v},3,{9 * (n_j - 1)}]"),
+        "J_regressor": (m["J_regressor"].shape == (n_j, n_v), f"[{n_j},{n_v}]"),
+        "weights": (m["weights"].shape == (n_v, n_j), f"[{n_v},{n_j}]"),
+        "kintree_table": (m["kintree_table"].shape == (2, n_j), f"[2,{n_j}]"),
+    }
+    for key, (ok, expected) in checks.items():
+        if not ok:
+            raise FlameModelFormatError(
+                f"FLAME model '{p}': '{key}' has shape {tuple(np.shape(m[key]))}, expected {expected}."
+            )
+
+
+def load_flame_masks(path: str | Path) -> dict[str, np.ndarray]:
+    """Load ``FLAME_masks.pkl`` (region name -> vertex ids).
+
+    Args:
+        path: the masks pickle (latin1; values may be numpy arrays, lists or chumpy objects).
+
+    Returns:
+        Dict region name -> int64 ``[N]`` vertex ids.
+    """
+    p = _check_exists(path, "FLAME masks")
+    try:
+        raw = _to_plain(_unpickle(p))
+    except Exception as exc:
+        raise FlameModelFormatError(
+            f"Could not read FLAME masks '{p}' ({type(exc).__name__}: {exc}); pass FLAME_masks.pkl."
+        ) from exc
+    if not isinstance(raw, dict):
+        raise FlameModelFormatError(f"FLAME masks '{p}' holds a {type(raw).__name__}, expected a dict.")
+    out = {}
+    for k, v in raw.items():
+        key = k.decode("latin1") if isinstance(k, bytes) else str(k)
+        out[key] = np.asarray(v).astype(np.int64).reshape(-1)
+    return out
+
+
+def load_landmark_embedding(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Load a static landmark embedding (triangle ids + barycentric coordinates).
+
+    Accepts FLAME's ``flame_static_embedding.pkl`` (keys ``lmk_face_idx``, ``lmk_b_coords``), the ``.npy``
+    dict of DECA / FLAME_PyTorch (``static_lmk_faces_idx``, ``static_lmk_bary_coords``; full-face ``full_lmk_*``
+    keys are preferred when present) and the procedural face's ``landmark_embedding.pkl``.
+
+    Args:
+        path: embedding file.
+
+    Returns:
+        ``(face_idx [L] int64, bary [L,3] float)``.
+    """
+    p = _check_exists(path, "Landmark embedding")
+    try:
+        if p.suffix == ".npy":
+            raw = np.load(p, allow_pickle=True, encoding="latin1")
+            raw = raw.item() if raw.dtype == object else raw
+        else:
+            raw = _to_plain(_unpickle(p))
+    except Exception as exc:
+        raise FlameModelFormatError(f"Could not read landmark embedding '{p}' ({exc}).") from exc
+    for fk, bk in (
+        ("full_lmk_faces_idx", "full_lmk_bary_coords"),
+        ("lmk_face_idx", "lmk_b_coords"),
+        ("static_lmk_faces_idx", "static_lmk_bary_coords"),
+    ):
+        if isinstance(raw, dict) and fk in raw and bk in raw:
+            fi = np.asarray(raw[fk]).astype(np.int64).reshape(-1)
+            bc = np.asarray(raw[bk], dtype=np.float64).reshape(-1, 3)
+            return fi, bc
+    raise FlameModelFormatError(
+        f"Landmark embedding '{p}' has none of the key pairs lmk_face_idx/lmk_b_coords or "
+        "static_lmk_faces_idx/static_lmk_bary_coords."
+    )

@@ -1,0 +1,1 @@
+"""The procedural FLAME-format head (mesh, rig, geometry)."""

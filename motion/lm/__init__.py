@@ -1,0 +1,5 @@
+"""The motion language model."""
+
+from motion.lm.model import LMOutput, MotionLM
+
+__all__ = ["LMOutput", "MotionLM"]

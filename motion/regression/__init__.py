@@ -1,0 +1,1 @@
+"""The FaceFormer-style regressor."""

@@ -1,0 +1,1 @@
+"""Motion tokens: residual VQ, the conv tokenizer, the streaming token decoder."""

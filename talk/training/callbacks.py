@@ -1,0 +1,90 @@
+"""Lightning callbacks of talk: test-time comparison videos."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+
+class ComparisonVideos(L.Callback):
+    """Renders the first test sequences as ``prediction | ground truth | error heat map`` videos with their audio.
+
+    Enable from the command line or YAML: ``talk test ... --trainer.callbacks+=talk.training.callbacks.ComparisonVideos``.
+    Videos go to ``<default_root_dir>/videos/<sequence>.mp4``, captioned with the sequence name and its LVE-mm.
+
+    Args:
+        num_sequences: How many test sequences to render (in test order).
+        size: Panel height and width in pixels.
+        max_error_mm: Error mapped to the top of the colour bar.
+        background: RGB in [0, 1] behind the meshes.
+    """
+
+    def __init__(
+        self,
+        num_sequences: int = 4,
+        size: int = 256,
+        max_error_mm: float = 5.0,
+        background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    ) -> None:
+        if num_sequences < 0 or size < 16 or size % 2:
+            raise ValueError("ComparisonVideos needs num_sequences >= 0 and an even size >= 16.")
+        self.num_sequences = num_sequences
+        self.size = size
+        self.max_error_mm = max_error_mm
+        self.background = tuple(background)
+        self.written: list[Path] = []
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.written = []
+
+    def on_test_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        if (
+            len(self.written) >= self.num_sequences
+            or not isinstance(outputs, dict)
+            or "vertices" not in outputs
+        ):
+            return
+        faces = pl_module.assets.get("faces")
+        if faces is None:
+            return
+        lips = (pl_module.assets.get("regions") or {}).get("lips")
+        sample_rate = int(pl_module.assets.get("sample_rate", 16000))
+        out_dir = Path(trainer.default_root_dir) / "videos"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for i, name in enumerate(batch.names):
+            if len(self.written) >= self.num_sequences:
+                break
+            t = int(batch.motion_lengths[i])
+            pred = outputs["vertices"][i, :t].float().cpu()
+            truth = batch.motion[i, :t].float().cpu()
+            err = ((pred - truth) ** 2).sum(-1)
+            err = err[:, torch.as_tensor(lips)] if lips is not None else err
+            lve_mm = float(err.max(dim=1).values.mean().sqrt()) * 1000.0
+            self.written.append(self._write(out_dir / f"{name}.mp4", pred, truth, faces, batch, i, sample_rate,
+                                            float(pl_module.fps), f"{name}  LVE {lve_mm:.2f} mm"))  # fmt: skip
+
+    def _write(
+        self, path: Path, pred, truth, faces, batch, i: int, sample_rate: int, fps: float, caption: str
+    ):  # noqa: ANN001
+        import soundfile as sf
+
+        from render.compare import ComparisonRenderer
+
+        renderer = ComparisonRenderer(
+            panel_size=(self.size, self.size), max_error_mm=self.max_error_mm, background=self.background
+        )
+        audio = batch.audio[i, : int(batch.audio_lengths[i])].float().cpu().numpy()
+        with tempfile.TemporaryDirectory() as tmp:
+            wav = Path(tmp) / "audio.wav"
+            sf.write(wav, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16")
+            faces_t = torch.as_tensor(faces, dtype=torch.long)
+            renderer.write_video(path, pred, faces_t, fps, ground_truth=truth, audio=wav, caption=caption)
+        return path

@@ -1,0 +1,34 @@
+"""The motion a token model works in: vertex offsets from the template, or a face model's parameters."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from motion.face.flame import FLAME
+from talk.data.batch import Batch
+
+
+class MotionSpace:
+    """Mixin of the token models: ``face_model`` None means vertex offsets ``[B, T, V*3]`` (metres); a FLAME model
+    means FLAME motion ``[B, T, n_expression + 3]`` (expression coefficients, then jaw axis-angle), turned into
+    vertex offsets through the face model on each sequence's template."""
+
+    face_model: FLAME | None
+
+    @staticmethod
+    def offsets(batch: Batch) -> Tensor:
+        """Vertex offsets from the template, flattened: ``[B, T, V*3]`` in metres."""
+        b, t = batch.motion.shape[:2]
+        return (batch.motion - batch.template[:, None]).reshape(b, t, -1)
+
+    def motion(self, batch: Batch) -> Tensor:
+        """The batch's motion ``[B, T, D]`` in this space."""
+        if self.face_model is not None:
+            return batch.flame_motion(self.face_model.n_expression)
+        return self.offsets(batch)
+
+    def to_offsets(self, motion: Tensor, template: Tensor) -> Tensor:
+        """Motion ``[B, T, D]`` in this space -> vertex offsets ``[B, T, V*3]`` from ``template`` ``[B, V, 3]``."""
+        if self.face_model is None:
+            return motion
+        return self.face_model.motion_offsets(motion, template).flatten(2)

@@ -1,0 +1,169 @@
+"""LightningModule for continuous audio -> vertex regression (FaceFormer-style baseline)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor
+
+from audio.align import interpolate_features
+from audio.encoder import AudioEncoder
+from motion.regression.regressor import FaceFormerRegressor
+from talk.data.batch import Batch
+from talk.training.base import TalkModule
+
+
+class RegressionModule(TalkModule):
+    """Audio encoder -> features aligned to motion frames -> regressor -> vertex offsets + template.
+
+    With ``basis_components`` set, the regressor predicts coefficients of a linear basis of vertex offsets
+    (principal components of the training motion, computed once when training starts and stored in the
+    checkpoint), which the module maps back to vertices, as VOCA initialises its output layer with PCA components.
+    The basis is orthonormal, so the squared error on coefficients equals the squared vertex error up to a constant
+    (the part of the motion outside the basis): the loss stays a vertex loss, while training never materialises
+    ``[B, T, V*3]`` predictions and runs several times faster on a CPU. ``None`` regresses ``V * 3`` offsets directly
+    (FaceFormer's output layer).
+
+    Args:
+        audio_encoder: Waveform encoder (``audio.MelEncoder``, ``audio.HFSpeechEncoder``, ...).
+        generator: Factory of the regressor over aligned features, called as
+            ``generator(output_dim, num_styles, audio_encoder.output_dim)`` where ``output_dim`` is
+            ``basis_components`` or ``motion_dim``; in YAML give its ``class_path`` and the remaining ``init_args``.
+        motion_dim: Size of one motion frame, ``V * 3`` (linked from the data).
+        num_styles: Number of training speakers (linked from the data).
+        optimizer: Optimizer factory.
+        scheduler: Optional learning-rate scheduler factory (stepped per epoch).
+        basis_components: Size of the PCA output basis (at most ``motion_dim``: larger values are clamped), or None
+            for direct ``V * 3`` regression.
+        basis_frames: Training frames sampled (evenly) to compute the basis.
+        offset_scale: Metres per unit of the generator's output; losses are computed in these units, so they are
+            O(1) regardless of the mesh scale.
+        velocity_weight: Weight of the frame-to-frame velocity loss.
+        fps: Motion frame rate (linked from the data).
+        test_condition: Training subject whose style drives subjects unseen in training; None averages all
+            training styles.
+    """
+
+    def __init__(
+        self,
+        audio_encoder: AudioEncoder,
+        generator: Callable[[int, int, int], FaceFormerRegressor],
+        motion_dim: int = 15069,
+        num_styles: int = 8,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        scheduler: LRSchedulerCallable | None = None,
+        basis_components: int | None = 128,
+        basis_frames: int = 4000,
+        offset_scale: float = 0.01,
+        velocity_weight: float = 1.0,
+        fps: float = 30.0,
+        test_condition: str | None = None,
+    ) -> None:
+        super().__init__(motion_dim=motion_dim, num_styles=num_styles, fps=fps, test_condition=test_condition)
+        self.save_config(["audio_encoder", "generator", "optimizer", "scheduler"])
+        if basis_components is not None and basis_components > motion_dim:
+            basis_components = (
+                motion_dim  # a basis never needs more components than the motion has dimensions
+            )
+        if basis_components is not None and not 0 < basis_components:
+            raise ValueError(
+                f"basis_components={basis_components} must be in [1, motion_dim={motion_dim}] or None."
+            )
+        self.audio_encoder = audio_encoder
+        out_dim = basis_components or motion_dim
+        self.generator = generator(out_dim, num_styles, audio_encoder.output_dim)
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.offset_scale = offset_scale
+        self.velocity_weight = velocity_weight
+        self.basis_frames = basis_frames
+        if basis_components is not None:
+            # Filled from the training data in on_fit_start; saved with the weights.
+            self.register_buffer("basis", torch.zeros(basis_components, motion_dim))
+            self.register_buffer("basis_mean", torch.zeros(motion_dim))
+            self.register_buffer("basis_ready", torch.tensor(False))
+        else:
+            self.basis = None
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.audio_encoder.sample_rate)
+
+    # ------------------------------------------------------------------------------------------------- basis
+    def on_fit_start(self) -> None:
+        if self.basis is not None and not bool(self.basis_ready):
+            self.fit_basis(self.trainer.datamodule.datasets["train"])
+
+    @torch.no_grad()
+    def fit_basis(self, dataset) -> None:  # noqa: ANN001 - any indexable of talk.data.Sample
+        """Principal components of the training offsets (in ``offset_scale`` units), from evenly spaced frames."""
+        lengths = [dataset[i].motion.shape[0] for i in range(len(dataset))]
+        step = max(1, sum(lengths) // self.basis_frames)
+        rows = []
+        for i in range(len(dataset)):
+            s = dataset[i]
+            rows.append(((s.motion[::step] - s.template) / self.offset_scale).reshape(-1, self.motion_dim))
+        x = torch.cat(rows).to(self.basis.device)
+        mean = x.mean(dim=0)
+        q = min(self.basis.shape[0], x.shape[0], self.motion_dim)
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(0)  # svd_lowrank is randomised; keep the basis reproducible
+        _, _, v = torch.svd_lowrank(x - mean, q=min(q + 10, min(x.shape)), niter=4)
+        torch.random.set_rng_state(generator_state)
+        self.basis.zero_()
+        self.basis[:q] = v[:, :q].T
+        self.basis_mean.copy_(mean)
+        self.basis_ready.fill_(True)
+
+    def to_offsets(self, output: Tensor) -> Tensor:
+        """Generator output ``[B, T, out]`` -> offsets ``[B, T, V*3]`` in ``offset_scale`` units."""
+        if self.basis is None:
+            return output
+        return output @ self.basis + self.basis_mean
+
+    def to_coefficients(self, offsets: Tensor) -> Tensor:
+        """Offsets ``[B, T, V*3]`` (``offset_scale`` units) -> basis coefficients ``[B, T, n]``."""
+        return (offsets - self.basis_mean) @ self.basis.T
+
+    # ------------------------------------------------------------------------------------------------ forward
+    def predict_output(
+        self, audio: Tensor, audio_lengths: Tensor, num_frames: Tensor, style: Tensor
+    ) -> Tensor:
+        """Generator output ``[B, T, basis_components or V*3]``.
+
+        Args:
+            audio: ``[B, N]`` waveforms.
+            audio_lengths: ``[B]`` valid samples.
+            num_frames: ``[B]`` motion frames to produce per sequence.
+            style: ``[B]`` style ids or ``[B, S]`` style weights.
+        """
+        features = self.audio_encoder(audio, audio_lengths)
+        aligned = interpolate_features(features, num_frames, fps=self.fps)
+        return self.generator(aligned.x, style, aligned.mask)
+
+    def generate(
+        self, audio: Tensor, audio_lengths: Tensor, num_frames: Tensor, template: Tensor, style: Tensor
+    ) -> Tensor:
+        """Vertices ``[B, T, V, 3]`` for the given audio, templates ``[B, V, 3]`` and styles."""
+        offsets = self.to_offsets(self.predict_output(audio, audio_lengths, num_frames, style))
+        b, t, _ = offsets.shape
+        return template[:, None] + offsets.view(b, t, -1, 3) * self.offset_scale
+
+    def _loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        style = self.style_for(batch)
+        output = self.predict_output(batch.audio, batch.audio_lengths, batch.motion_lengths, style)
+        b, t, _ = output.shape
+        target = (batch.motion - batch.template[:, None]).reshape(b, t, -1) / self.offset_scale
+        if self.basis is not None:
+            target = self.to_coefficients(target)
+        # Normalised per vertex coordinate, so both parameterisations report the same scale of loss.
+        denom = self.motion_dim
+        mask = batch.motion_mask[..., None].to(output.dtype)
+        rec = ((output - target).pow(2) * mask).sum() / (mask.sum() * denom).clamp(min=1)
+        vel_mask = mask[:, 1:] * mask[:, :-1]
+        vel = ((output.diff(dim=1) - target.diff(dim=1)).pow(2) * vel_mask).sum() / (
+            vel_mask.sum() * denom
+        ).clamp(min=1)
+        return rec + self.velocity_weight * vel, {"reconstruction": rec, "velocity": vel}
