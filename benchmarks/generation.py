@@ -16,10 +16,10 @@ Figures:
 * offline: encoder-only time (whole input, and as the flagship runs it: ``HFSpeechEncoder.encode_long`` on inputs
   over 10 s, which computes the convolutional features once and runs the transformer in 10 s windows with 0.5 s
   of context, so a self-attention encoder's cost grows linearly with the length), flagship total
-  (``TalkModule.animate``: encoder + token-rate alignment + sampled generation + decoding), regression total, for
+  (``AudioToMotion.generate``: encoder + token-rate alignment + sampled generation + decoding), regression total, for
   each length; the flagship's overhead over the encoder as it runs it (target <= 1.2x) and its growth
   t(60 s) / t(10 s) (target <= 6.5);
-* streaming (``talk.pipeline.streaming.StreamingAnimator``, 0.2 s chunks pushed as fast as possible): first-frame latency
+* streaming (``talk.pipeline.Streamer``, 0.2 s chunks pushed as fast as possible): first-frame latency
   after the chunk that completes it (target <= 200 ms) and sustained frames/s (target >= 30), for the mel
   encoder (exact streaming) and for the wav2vec2-base encoder (0.5 s left context), plus the algorithmic latency
   (audio a frame waits for after its own time).
@@ -43,11 +43,11 @@ sys.path.insert(0, str(ROOT))
 from audio.hf import HFSpeechEncoder  # noqa: E402
 from audio.io import load_audio  # noqa: E402
 from audio.mel import MelEncoder  # noqa: E402
-from motion.lm.model import MotionLM  # noqa: E402
+from motion.lm import MotionLM  # noqa: E402
 from motion.regression.regressor import FaceFormerRegressor  # noqa: E402
 from motion.tokens.quantizer import ResidualVQ  # noqa: E402
 from motion.tokens.tokenizer import MotionTokenizer  # noqa: E402
-from talk.pipeline.streaming import StreamingAnimator  # noqa: E402
+from talk.pipeline import Assets, AudioToMotion, Streamer  # noqa: E402
 from talk.training.audio_to_motion import AudioToMotionModule  # noqa: E402
 from talk.training.regression import RegressionModule  # noqa: E402
 
@@ -71,17 +71,13 @@ def wav2vec2_encoder(size: str) -> HFSpeechEncoder:
     return HFSpeechEncoder.from_config(config, freeze="all").eval()
 
 
-def with_assets(module, template: torch.Tensor):  # noqa: ANN001, ANN201
-    module.assets = {
-        "train_subjects": SUBJECTS,
-        "templates": {s: template for s in SUBJECTS},
-        "sample_rate": SAMPLE_RATE,
-        "fps": FPS,
-    }
-    return module.eval()
+def with_assets(module, template: torch.Tensor) -> AudioToMotion:  # noqa: ANN001
+    """The training module's inference model, with the assets a checkpoint would carry."""
+    module.assets = Assets(tuple(SUBJECTS), {s: template for s in SUBJECTS}, sample_rate=SAMPLE_RATE, fps=FPS)
+    return module.eval().model
 
 
-def flagship(encoder, template: torch.Tensor) -> AudioToMotionModule:  # noqa: ANN001
+def flagship(encoder, template: torch.Tensor) -> AudioToMotion:  # noqa: ANN001
     torch.manual_seed(0)
     quantizer = ResidualVQ(dim=64, num_quantizers=4, codebook_size=256)
     tokenizer = MotionTokenizer(VERTICES * 3, latent_dim=64, hidden_dim=128, stride=2, num_res_blocks=1,
@@ -93,7 +89,7 @@ def flagship(encoder, template: torch.Tensor) -> AudioToMotionModule:  # noqa: A
     return with_assets(module, template)
 
 
-def regression(encoder, template: torch.Tensor) -> RegressionModule:  # noqa: ANN001
+def regression(encoder, template: torch.Tensor) -> AudioToMotion:  # noqa: ANN001
     torch.manual_seed(0)
     generator = functools.partial(FaceFormerRegressor, d_model=128, num_layers=2, num_heads=4, ff_dim=256,
                                   dropout=0.0, lookback=6, lookahead=3)  # fmt: skip
@@ -118,9 +114,7 @@ def speech(seconds: float) -> torch.Tensor:
 
 
 def streaming_figures(module, wav: torch.Tensor, left_context: float | None) -> tuple[float, float, float]:  # noqa: ANN001
-    animator = StreamingAnimator(
-        module, subject=SUBJECTS[0], chunk_seconds=0.2, left_context_seconds=left_context
-    )
+    animator = Streamer(module, subject=SUBJECTS[0], chunk_seconds=0.2, left_context_seconds=left_context)
     for _ in animator.stream_file(wav[:SAMPLE_RATE]):  # warm-up (first-call allocations)
         pass
     frames = sum(v.shape[0] for v in animator.stream_file(wav))
@@ -154,9 +148,9 @@ def main() -> None:
         lengths = torch.tensor([wav.shape[0]])
         with torch.inference_mode():
             t_enc = best_of(lambda w=wav, n=lengths: encoder(w[None], n), args.repeats)
-            t_used = best_of(lambda w=wav, n=lengths: flag._encode(w[None], n), args.repeats)
-            t_flag = best_of(lambda w=wav: flag.animate(w, subject=SUBJECTS[0]), args.repeats)
-            t_reg = best_of(lambda w=wav: base.animate(w, subject=SUBJECTS[0]), args.repeats)
+            t_used = best_of(lambda w=wav, n=lengths: flag.features(w[None], n), args.repeats)
+            t_flag = best_of(lambda w=wav: flag.generate(w, subject=SUBJECTS[0]), args.repeats)
+            t_reg = best_of(lambda w=wav: base.generate(w, subject=SUBJECTS[0]), args.repeats)
         print(f"{seconds:6.0f}s {t_enc:14.2f} {t_used:16.2f} {t_flag:9.2f} {t_flag / t_used:9.2f}x {t_reg:11.2f} "
               f"{t_reg / t_enc:9.2f}x")  # fmt: skip
         totals[seconds] = t_flag

@@ -31,11 +31,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from motion.lm.kv_cache import intra_op_threads  # noqa: E402
-from motion.lm.model import MotionLM  # noqa: E402
+from motion.lm import MotionLM, Sampling  # noqa: E402
+from motion.lm.decode import intra_op_threads  # noqa: E402
 
 THREADS = 2
 FPS = 30
+GREEDY = Sampling(temperature=0.0)
 
 
 @torch.inference_mode()
@@ -44,11 +45,11 @@ def generate_without_cache(model: MotionLM, audio: torch.Tensor, style: torch.Te
     b, tq, _ = audio.shape
     pattern = model.pattern
     steps = pattern.num_steps(tq)
-    cond = model._conditioning(audio, model.style_vector(style), steps, None, None)
+    cond = model.conditioning(audio, model.style_vector(style), steps)
     seq = torch.full((b, pattern.num_codebooks, steps), pattern.special_token, dtype=torch.long)
     for s in range(steps):
-        x = model._embed_inputs(seq[:, :, : s + 1]) + cond[:, : s + 1]
-        tokens = model._trunk(x)[:, :, -1].argmax(-1)  # [B, K]
+        x = model.step_inputs(seq[:, :, : s + 1], cond[:, : s + 1])
+        tokens = model.trunk(x)[:, :, -1].argmax(-1)  # [B, K]
         for k, d in enumerate(pattern.delays):
             if 0 <= s - d < tq:
                 seq[:, k, s] = tokens[:, k]
@@ -72,7 +73,7 @@ def first_frame_latency(model: MotionLM, audio: torch.Tensor, style: torch.Tenso
             handed.append(time.perf_counter())
             yield audio[:, i : i + 1]
 
-    stream = model.stream(chunks(), style, greedy=True)
+    stream = model.stream(chunks(), style, sampling=GREEDY)
     next(stream)
     latency = time.perf_counter() - handed[-1]
     stream.close()
@@ -92,10 +93,10 @@ def realtime_stream(model: MotionLM, audio: torch.Tensor, style: torch.Tensor) -
             yield audio[:, i : i + 1]
 
     latencies = []
-    for piece in model.stream(chunks(), style, greedy=True):
+    for piece in model.stream(chunks(), style, sampling=GREEDY):
         now = time.perf_counter()
         # The piece became computable at the latest chunk handed over before it was yielded.
-        latencies += [now - arrival[-1]] * piece.shape[-1]
+        latencies += [now - arrival[-1]] * piece.num_frames
     return latencies
 
 
@@ -124,20 +125,20 @@ def main() -> None:
         "\ngenerate (KV cache)          stride  motion s   Tq    wall s   token fr/s  motion fr/s  x real time  cpu s"
     )
     durations = [10, 60] + ([600] if args.long else [])
-    modes = {"greedy": dict(greedy=True), "top_p=0.9": dict(top_p=0.9), "greedy cfg=2": dict(greedy=True, cfg_scale=2.0)}  # fmt: skip
-    for name, kw in modes.items():
+    modes = {"greedy": GREEDY, "top_p=0.9": Sampling(top_p=0.9), "greedy cfg=2": Sampling(0.0, cfg_scale=2.0)}
+    for name, sampling in modes.items():
         for stride in (1, 2):
             for seconds in durations:
                 if name != "greedy" and seconds > 60:
                     continue
                 tq = seconds * FPS // stride
-                dt, _ = timed(model.generate, audio_all[:, :tq], style, **kw)
+                dt, _ = timed(model.generate, audio_all[:, :tq], style, sampling=sampling)
                 print(f"  {name:26s} {stride:6d} {seconds:9d} {tq:5d} {dt:9.2f} {tq / dt:12.1f} "
                       f"{tq * stride / dt:12.1f} {seconds / dt:11.1f} {timed.cpu:6.2f}")  # fmt: skip
 
     model.decode_threads = 0  # decode with the process's 2 intra-op threads
     tq = 10 * FPS
-    dt, _ = timed(model.generate, audio_all[:, :tq], style, greedy=True)
+    dt, _ = timed(model.generate, audio_all[:, :tq], style, sampling=GREEDY)
     print(f"  {'greedy, 2 decode threads':26s} {1:6d} {10:9d} {tq:5d} {dt:9.2f} {tq / dt:12.1f} "
           f"{tq / dt:12.1f} {10 / dt:11.1f} {timed.cpu:6.2f}")  # fmt: skip
     model.decode_threads = 1
@@ -154,17 +155,17 @@ def main() -> None:
         model.decode_threads = threads
         with intra_op_threads(threads):
             dt_base, base = timed(generate_without_cache, model, audio, style)
-        dt_kv, kv = timed(model.generate, audio, style, greedy=True)
+        dt_kv, kv = timed(model.generate, audio, style, sampling=GREEDY)
         print(f"  stride {stride}, {seconds:3d} s, Tq {tq:4d}, {threads} thread(s): no cache {dt_base:7.2f} s "
               f"({tq / dt_base:5.1f} token fr/s), KV cache {dt_kv:5.2f} s -> speedup {dt_base / dt_kv:5.1f}x, "
-              f"same codes: {torch.equal(base, kv)}")  # fmt: skip
+              f"same codes: {torch.equal(base, kv.codes)}")  # fmt: skip
     model.decode_threads = 1
 
     print("\nstream, 1-frame chunks as fast as they are consumed")
     for stride in (1, 2):
         tq = 60 * FPS // stride
         dt, pieces = timed(
-            lambda a: list(model.stream(a.split(1, dim=1), style, greedy=True)), audio_all[:, :tq]
+            lambda a: list(model.stream(a.split(1, dim=1), style, sampling=GREEDY)), audio_all[:, :tq]
         )
         print(f"  stride {stride}: {tq} token frames in {dt:.2f} s = {tq / dt:.1f} token fr/s "
               f"({tq * stride / dt:.1f} motion fr/s), {len(pieces)} yields")  # fmt: skip

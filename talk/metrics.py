@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
 
 
@@ -24,6 +25,17 @@ def lip_max_sq_error(pred: Tensor, gt: Tensor, lip_ids: Tensor) -> Tensor:
     """Per-frame max over lip vertices of the squared L2 error: ``[T]``."""
     diff = (pred[:, lip_ids] - gt[:, lip_ids]).pow(2).sum(dim=-1)
     return diff.max(dim=1).values
+
+
+def rooted_mm(lve: float) -> float:
+    """LVE-mm of a pooled LVE in m^2: its square root in millimetres."""
+    return math.sqrt(lve) * 1000.0
+
+
+def lve_mm(pred: Tensor, gt: Tensor, lip_ids: Tensor | None = None) -> float:
+    """LVE-mm of one sequence ``[T, V, 3]`` (all vertices when ``lip_ids`` is None)."""
+    ids = torch.arange(pred.shape[1]) if lip_ids is None else torch.as_tensor(lip_ids)
+    return rooted_mm(float(lip_max_sq_error(pred.double(), gt.double(), ids).mean()))
 
 
 def upper_face_dynamics(motion: Tensor, template: Tensor, upper_ids: Tensor) -> Tensor:
@@ -86,7 +98,7 @@ class VertexMetrics:
         n = len(self.sequences)
         return {
             "lve": lve,
-            "lve_mm": math.sqrt(lve) * 1000.0,
+            "lve_mm": rooted_mm(lve),
             "fdd": sum(s.fdd for s in self.sequences) / n,
             "abs_fdd": sum(abs(s.fdd) for s in self.sequences) / n,
             "mve": sum(s.mve for s in self.sequences) / n,

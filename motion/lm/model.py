@@ -2,8 +2,8 @@
 
 Sequence layout. Codes ``[B, K, Tq]`` are laid out on a step grid by a :class:`~motion.lm.patterns.Pattern`
 (parallel or MusicGen delay). The input of step s is the sum of the K per-codebook embeddings of the tokens
-decided at step s - 1 (a learned BOS vector at step 0), plus the conditioning of step s; K linear heads predict
-the K tokens of step s.
+decided at step s - 1 (a learned BOS vector at step 0), plus the conditioning of step s (:meth:`step_input`, one
+implementation for the full forward pass and the decoder); K linear heads predict the K tokens of step s.
 
 Audio alignment and look-ahead. Audio arrives already at the token rate (frame q of audio <-> token frame q).
 Step s is given a projection of audio frame ``s + lookahead - max_delay`` (a learned pad vector outside the
@@ -16,52 +16,27 @@ pattern the coarse codebook of frame q is predicted first and therefore sees aud
 frame (the contract default lookahead=2 with K=4 leaves it one frame behind).
 
 Inference. ``generate`` and ``stream`` share one incremental decoder with a preallocated, sliding-window KV
-cache (:mod:`motion.lm.kv_cache`): one transformer step per pattern step, memory and per-step cost independent
-of length. Classifier-free guidance batches the conditional and unconditional branches together.
+cache (:mod:`motion.lm.decode`): one transformer step per pattern step, memory and per-step cost independent of
+length. Classifier-free guidance batches the conditional and unconditional branches together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from motion.lm.kv_cache import (
-    CausalBlock,
-    DecodeSession,
-    KVCache,
-    SamplingArgs,
-    StepWeights,
-    rope_frequencies,
-    window_mask,
-)
+from motion.lm import decode
+from motion.lm.inputs import MotionLMInputError, check_audio, check_codes, check_config, loss_weights
+from motion.lm.kv_cache import KVCache
+from motion.lm.outputs import Generation, LMLoss, LMOutput
 from motion.lm.patterns import Pattern
-from motion.lm.sampling import check_sampling
+from motion.lm.sampling import Sampling
+from motion.lm.transformer import CausalBlock, StepTrunk, rope_frequencies, window_mask
 
-
-def _normal_tensors(out: Tensor | tuple[Tensor, ...]) -> Tensor | tuple[Tensor, ...]:
-    """Clones of inference-mode results (a tensor or a tuple of them): normal tensors, usable with autograd."""
-    return tuple(t.clone() for t in out) if isinstance(out, tuple) else out.clone()
-
-
-class MotionLMInputError(ValueError):
-    """Raised when codes, audio, style or mask given to MotionLM have the wrong shape, type or range."""
-
-
-@dataclass(frozen=True)
-class LMOutput:
-    """Teacher-forced predictions.
-
-    Attributes:
-        logits: ``[B, K, S, C]`` scores of the token at each (codebook, step).
-        mask: ``[K, S]`` bool valid positions (``[B, K, S]`` when a frame mask was given).
-    """
-
-    logits: Tensor
-    mask: Tensor
+__all__ = ["Generation", "LMLoss", "LMOutput", "MotionLM", "MotionLMInputError"]
 
 
 class MotionLM(nn.Module):
@@ -116,18 +91,7 @@ class MotionLM(nn.Module):
         decode_threads: int = 1,
     ) -> None:
         super().__init__()
-        if d_model % num_heads or (d_model // num_heads) % 2:
-            raise ValueError(f"d_model={d_model} / num_heads={num_heads} must be an even integer (rotary).")
-        if lookahead < 0:
-            raise ValueError(f"lookahead={lookahead} must be >= 0 audio frames.")
-        if max_context < 1:
-            raise ValueError(f"max_context={max_context} must be at least 1 step.")
-        if num_styles < 1:
-            raise ValueError(f"num_styles={num_styles} must be at least 1.")
-        if not 0.0 <= cfg_dropout <= 1.0:
-            raise ValueError(f"cfg_dropout={cfg_dropout} must be a probability in [0, 1].")
-        if not 0.0 <= token_corruption < 1.0:
-            raise ValueError(f"token_corruption={token_corruption} must be a probability in [0, 1).")
+        check_config(d_model, num_heads, lookahead, max_context, num_styles, cfg_dropout, token_corruption)
         self.pattern = Pattern(pattern, num_codebooks, codebook_size)
         self.num_codebooks = num_codebooks
         self.codebook_size = codebook_size
@@ -139,18 +103,9 @@ class MotionLM(nn.Module):
         self.lookahead = lookahead
         self.cfg_dropout = cfg_dropout
         self.token_corruption = token_corruption
-        if codebook_weights is not None:
-            if (
-                len(codebook_weights) != num_codebooks
-                or min(codebook_weights) < 0
-                or max(codebook_weights) <= 0
-            ):
-                raise ValueError(
-                    f"codebook_weights={list(codebook_weights)} must hold {num_codebooks} non-negative weights, "
-                    "not all zero."
-                )
-            weights = torch.tensor([float(w) for w in codebook_weights])
-            self.register_buffer("codebook_weights", weights / weights.mean(), persistent=False)
+        weights = loss_weights(codebook_weights, num_codebooks)
+        if weights is not None:
+            self.register_buffer("codebook_weights", weights, persistent=False)
         else:
             self.codebook_weights = None
         self.max_context = max_context
@@ -190,14 +145,8 @@ class MotionLM(nn.Module):
             nn.init.normal_(p, std=0.02)
 
     # ---------------------------------------------------------------- inputs
-
-    def _check_audio(self, audio: Tensor, name: str) -> Tensor:
-        if audio.dim() != 3 or audio.shape[-1] != self.audio_dim or not audio.is_floating_point():
-            raise MotionLMInputError(
-                f"{name} must be a float tensor [B, Tq, audio_dim={self.audio_dim}] at the token rate; "
-                f"got {tuple(audio.shape)} {audio.dtype}."
-            )
-        return audio.to(self.bos.dtype)
+    # One implementation of the step inputs, used by the full forward pass and by the decoding session alike:
+    # input of step s = embedding of the tokens of step s - 1 (BOS at step 0) + conditioning of step s.
 
     def style_vector(self, style: Tensor) -> Tensor:
         """Style embedding ``[B, D]`` from ids ``[B]`` (long) or mixing weights ``[B, num_styles]``."""
@@ -212,29 +161,85 @@ class MotionLM(nn.Module):
             f"{tuple(style.shape)} {style.dtype}."
         )
 
-    def _embed_inputs(self, sequence: Tensor) -> Tensor:
-        """Step inputs ``[B, S, D]`` from a step sequence ``[B, K, S]``: BOS, then the tokens of step s - 1."""
-        b, k, s = sequence.shape
-        prev = (sequence[:, :, :-1] + self.token_offsets[:, None]).transpose(1, 2).reshape(-1, k)
-        emb = F.embedding_bag(prev, self.token_emb.weight, mode="sum").view(b, s - 1, self.d_model)
-        return torch.cat([self.bos.expand(b, 1, self.d_model), emb], dim=1)
+    def condition(self, audio: Tensor, style_vec: Tensor) -> Tensor:
+        """Conditioning of audio frames: projected audio plus style.
 
-    def _conditioning(
-        self, audio: Tensor, style_vec: Tensor, num_steps: int, lengths: Tensor | None, drop: Tensor | None
+        Args:
+            audio: ``[B, n, Da]`` audio features at the token rate (frames are independent: any chunk).
+            style_vec: ``[B, D]`` from :meth:`style_vector`.
+
+        Returns:
+            ``[B, n, D]``; frame q conditions step ``q - audio_shift``.
+        """
+        return self.audio_proj(audio) + style_vec[:, None]
+
+    def pad_condition(self, style_vec: Tensor) -> Tensor:
+        """Conditioning ``[B, D]`` of a step whose audio frame lies outside the audio: learned pad plus style."""
+        return self.audio_pad + style_vec
+
+    def null_condition(self, batch: int) -> Tensor:
+        """Conditioning ``[B, D]`` of the unconditional branch (classifier-free guidance): the learned null."""
+        return self.null_cond.expand(batch, -1)
+
+    def conditioning(
+        self,
+        audio: Tensor,
+        style_vec: Tensor,
+        num_steps: int,
+        lengths: Tensor | None = None,
+        drop: Tensor | None = None,
     ) -> Tensor:
-        """Per-step conditioning ``[B, S, D]``: audio frame ``s + audio_shift`` (or the pad) plus style."""
+        """Conditioning of every step: audio frame ``s + audio_shift`` (or the pad) plus style.
+
+        Args:
+            audio: ``[B, Tq, Da]`` audio features at the token rate.
+            style_vec: ``[B, D]`` from :meth:`style_vector`.
+            num_steps: Steps S.
+            lengths: Optional ``[B]`` valid audio frames (right padding); frames past them read the pad.
+            drop: Optional ``[B]`` bool, True where the null condition replaces audio and style.
+
+        Returns:
+            ``[B, S, D]``.
+        """
         b, tq, _ = audio.shape
-        feat = self.audio_proj(audio) + style_vec[:, None]  # same grouping as DecodeSession.feed
+        feat = self.condition(audio, style_vec)
         frame = torch.arange(num_steps, device=audio.device) + self.audio_shift
         limit = lengths[:, None] if lengths is not None else tq
         valid = (frame >= 0)[None] & (frame[None] < limit)
         gathered = feat[:, frame.clamp(0, max(tq - 1, 0))]
-        cond = torch.where(valid[..., None], gathered, (self.audio_pad + style_vec)[:, None])
+        cond = torch.where(valid[..., None], gathered, self.pad_condition(style_vec)[:, None])
         if drop is not None:
             cond = torch.where(drop[:, None, None], self.null_cond, cond)
         return cond
 
-    def _trunk(self, x: Tensor) -> Tensor:
+    def _embed_tokens(self, tokens: Tensor) -> Tensor:
+        """Sum over codebooks of the embeddings of ``tokens [..., K]`` (ids in ``[0, C]``) -> ``[..., D]``."""
+        idx = (tokens + self.token_offsets).reshape(-1, self.num_codebooks)
+        return F.embedding_bag(idx, self.token_emb.weight, mode="sum").view(*tokens.shape[:-1], self.d_model)
+
+    def step_input(self, prev: Tensor | None, cond: Tensor) -> Tensor:
+        """Transformer input of steps: the previous step's tokens, embedded and summed over codebooks, plus cond.
+
+        Args:
+            prev: ``[..., K]`` tokens of the step before each step (C where that step holds no code of codebook
+                k), or None for step 0, which reads the learned BOS vector instead.
+            cond: ``[..., D]`` conditioning of each step (:meth:`condition`, :meth:`pad_condition`,
+                :meth:`null_condition`, :meth:`conditioning`), broadcast against the token embeddings.
+
+        Returns:
+            ``[..., D]``.
+        """
+        return (self.bos if prev is None else self._embed_tokens(prev)) + cond
+
+    def step_inputs(self, sequence: Tensor, cond: Tensor) -> Tensor:
+        """Inputs ``[B, S, D]`` of all steps of a step sequence ``[B, K, S]`` with conditioning ``[B, S, D]``."""
+        first = self.step_input(None, cond[:, :1])
+        rest = self.step_input(sequence[:, :, :-1].transpose(1, 2), cond[:, 1:])
+        return torch.cat([first, rest], dim=1)
+
+    # ---------------------------------------------------------------- transformer
+
+    def trunk(self, x: Tensor) -> Tensor:
         """Causal (sliding-window) transformer over step inputs ``[B, S, D]`` -> logits ``[B, K, S, C]``."""
         b, s, _ = x.shape
         freqs = rope_frequencies(self.head_dim, 0, s, x.device)
@@ -244,33 +249,16 @@ class MotionLM(nn.Module):
         logits = self.heads(self.out_norm(x)).view(b, s, self.num_codebooks, self.codebook_size)
         return logits.permute(0, 2, 1, 3)
 
-    def step_weights(self) -> tuple[list[StepWeights], Tensor, Tensor, Tensor, Tensor]:
-        """Parameters prepared for :meth:`step_logits` (once per decoding session; see ``StepWeights``)."""
-        norm = self.out_norm
-        return (
-            [block.step_weights() for block in self.blocks],
-            norm.weight.detach(),
-            norm.bias.detach(),
-            self.heads.weight.detach().t().contiguous(),
-            self.heads.bias.detach(),
+    def new_cache(self, rows: int, capacity: int) -> KVCache:
+        """An empty KV cache for :meth:`step_trunk`: ``rows`` sequences, ``capacity`` positions per layer."""
+        weight = self.token_emb.weight
+        return KVCache(
+            len(self.blocks), rows, self.num_heads, self.head_dim, capacity, weight.dtype, weight.device
         )
 
-    def step_logits(
-        self,
-        x: Tensor,
-        freqs: Tensor,
-        cache: KVCache,
-        weights: tuple[list[StepWeights], Tensor, Tensor, Tensor, Tensor] | None = None,
-    ) -> Tensor:
-        """One cached step: inputs ``[N, D]`` -> logits ``[N, K, C]`` (used by the decoding session).
-
-        ``weights`` is :meth:`step_weights`, prepared once per session; None prepares them now.
-        """
-        blocks, norm_weight, norm_bias, heads, heads_bias = weights or self.step_weights()
-        for i, block in enumerate(blocks):
-            x = block.step(x, freqs, cache, i)
-        h = F.layer_norm(x, (self.d_model,), norm_weight, norm_bias, self.out_norm.eps)
-        return torch.addmm(heads_bias, h, heads).view(x.shape[0], self.num_codebooks, self.codebook_size)
+    def step_trunk(self) -> StepTrunk:
+        """:meth:`trunk` in its one-step form, prepared once per decoding session (see :class:`StepTrunk`)."""
+        return StepTrunk.prepare(self.blocks, self.out_norm, self.heads, self.num_codebooks)
 
     # ---------------------------------------------------------------- training
 
@@ -278,33 +266,14 @@ class MotionLM(nn.Module):
         self, codes: Tensor, audio: Tensor, style: Tensor, mask: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """Validate inputs; returns (codes with padded frames set to C, audio, style vector, lengths)."""
-        if codes.dim() != 3 or codes.shape[1] != self.num_codebooks or codes.is_floating_point():
-            raise MotionLMInputError(
-                f"codes must be integer [B, K={self.num_codebooks}, Tq]; got {tuple(codes.shape)} {codes.dtype}."
-            )
-        audio = self._check_audio(audio, "audio")
-        b, _, tq = codes.shape
-        if audio.shape[:2] != (b, tq) or tq == 0:
-            raise MotionLMInputError(
-                f"audio {tuple(audio.shape)} must have the batch and the (non-zero) frame count of codes "
-                f"{tuple(codes.shape)}; align audio to the token rate first."
-            )
-        lengths = None
-        if mask is not None:
-            if mask.shape != (b, tq) or mask.dtype != torch.bool:
-                raise MotionLMInputError(f"mask must be bool [B={b}, Tq={tq}]; got {tuple(mask.shape)}.")
-            lengths = mask.sum(1)
-            if not torch.equal(mask, torch.arange(tq, device=mask.device)[None] < lengths[:, None]):
-                raise MotionLMInputError("mask must mark a prefix of each sequence (right padding only).")
-        checked = codes if mask is None else codes.masked_fill(~mask[:, None, :], 0)
-        if int(checked.min()) < 0 or int(checked.max()) >= self.codebook_size:
-            raise MotionLMInputError(f"codes must lie in [0, codebook_size={self.codebook_size}).")
-        if mask is not None:  # padded frames become "nothing here", exactly as past the end in generation
-            codes = codes.masked_fill(~mask[:, None, :], self.codebook_size)
+        check_audio(audio, self.audio_dim)
+        codes, lengths = check_codes(codes, audio, mask, self.num_codebooks, self.codebook_size)
         style_vec = self.style_vector(style)
-        if style_vec.shape[0] != b:
-            raise MotionLMInputError(f"style has batch {style_vec.shape[0]}, codes have batch {b}.")
-        return codes, audio, style_vec, lengths
+        if style_vec.shape[0] != codes.shape[0]:
+            raise MotionLMInputError(
+                f"style has batch {style_vec.shape[0]}, codes have batch {codes.shape[0]}."
+            )
+        return codes, audio.to(self.bos.dtype), style_vec, lengths
 
     def _forward(
         self, codes: Tensor, audio: Tensor, style: Tensor, mask: Tensor | None, drop_condition: Tensor | None
@@ -316,14 +285,14 @@ class MotionLM(nn.Module):
         drop = drop_condition
         if drop is None and self.training and self.cfg_dropout > 0:
             drop = torch.rand(codes.shape[0], device=codes.device) < self.cfg_dropout
-        cond = self._conditioning(audio, style_vec, sequence.shape[-1], lengths, drop)
+        cond = self.conditioning(audio, style_vec, sequence.shape[-1], lengths, drop)
         inputs = sequence
         if self.training and self.token_corruption > 0:
             noise = torch.randint_like(sequence, self.codebook_size)
             flip = (torch.rand(sequence.shape, device=sequence.device) < self.token_corruption) & valid
             inputs = torch.where(flip, noise, sequence)
-        x = self.in_drop(self._embed_inputs(inputs) + cond)
-        return LMOutput(self._trunk(x), valid), sequence
+        x = self.in_drop(self.step_inputs(inputs, cond))
+        return LMOutput(self.trunk(x), valid), sequence
 
     def forward(
         self,
@@ -348,9 +317,7 @@ class MotionLM(nn.Module):
         """
         return self._forward(codes, audio, style, mask, drop_condition)[0]
 
-    def loss(
-        self, codes: Tensor, audio: Tensor, style: Tensor, mask: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
+    def loss(self, codes: Tensor, audio: Tensor, style: Tensor, mask: Tensor | None = None) -> LMLoss:
         """Teacher-forced cross-entropy over valid positions (CFG dropout applies in training mode).
 
         Args:
@@ -360,19 +327,11 @@ class MotionLM(nn.Module):
             mask: Optional ``[B, Tq]`` bool valid frames (right padding).
 
         Returns:
-            ``(mean over all valid tokens, per-codebook mean [K])``.
+            ``LMLoss(total, per_codebook [K])``: the (codebook-weighted) mean over all valid tokens, and each
+            codebook's unweighted mean.
         """
         out, sequence = self._forward(codes, audio, style, mask, None)
-        c = self.codebook_size
-        ce = F.cross_entropy(
-            out.logits.reshape(-1, c), sequence.reshape(-1), ignore_index=c, reduction="none"
-        )
-        ce = ce.view(sequence.shape)
-        valid = (sequence != c).to(ce.dtype)
-        per_codebook = (ce * valid).sum((0, 2)) / valid.sum((0, 2)).clamp_min(1)
-        if self.codebook_weights is not None:  # weighted per token: codebook k's tokens count w_k times
-            valid = valid * self.codebook_weights[None, :, None]
-        return (ce * valid).sum() / valid.sum().clamp_min(1), per_codebook
+        return LMLoss.of(out.logits, sequence, self.codebook_weights)
 
     # ---------------------------------------------------------------- inference
 
@@ -382,108 +341,50 @@ class MotionLM(nn.Module):
         audio: Tensor,
         style: Tensor,
         num_frames: int | None = None,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 0.0,
-        cfg_scale: float = 1.0,
-        greedy: bool = False,
-        generator: torch.Generator | None = None,
+        sampling: Sampling = Sampling(),
         return_probs: bool = False,
-    ) -> Tensor | tuple[Tensor, Tensor]:
+    ) -> Generation:
         """Generate codes for the whole audio (inference behaviour whatever the module's mode).
 
         Args:
             audio: ``[B, Tq, Da]`` audio features at the token rate.
             style: ``[B]`` long ids or ``[B, num_styles]`` weights.
             num_frames: Token frames to generate (default and maximum: ``audio.shape[1]``).
-            temperature: Softmax temperature; 0 means greedy.
-            top_k: Sample among the k most likely codes (0: all).
-            top_p: Nucleus mass (0 or 1: all).
-            cfg_scale: Classifier-free guidance, ``u + cfg_scale * (c - u)``; 1 runs the conditional branch only.
-            greedy: Argmax decoding.
-            generator: Seeded generator for reproducible sampling.
-            return_probs: Also return each token's predictive distribution: the softmax of the (guided) logits
-                it was chosen from, at ``temperature`` when sampling and at 1 when decoding greedily, before any
-                top-k / top-p filtering. Each distribution is conditioned on the tokens generated before it.
+            sampling: Token choice (temperature 0: greedy), guidance and seed; sampled decoding draws from
+                ``sampling.generator(audio.device)``, a fresh generator per call.
+            return_probs: Also return each token's predictive distribution (:meth:`Sampling.probabilities` of
+                the guided logits it was chosen from), conditioned on the tokens generated before it.
 
         Returns:
-            Codes ``[B, K, Tq]`` long in ``[0, C)``; with ``return_probs`` also ``[B, K, Tq, C]`` probabilities.
+            ``Generation(codes [B, K, Tq], probs [B, K, Tq, C] or None)``.
         """
-        sampling = SamplingArgs(temperature, top_k, top_p, cfg_scale, greedy, generator)
-        check_sampling(temperature, top_k, top_p, cfg_scale)
-        audio = self._check_audio(audio, "audio")
-        tq = audio.shape[1] if num_frames is None else num_frames
-        if not 0 <= tq <= audio.shape[1]:
-            raise MotionLMInputError(
-                f"num_frames={num_frames} must be in [0, {audio.shape[1]}] (audio frames)."
-            )
-        steps = self.pattern.num_steps(tq)
-        b, k = audio.shape[0], self.num_codebooks
-        with torch.inference_mode():
-            capacity = max(1, min(self.max_context, steps))
-            session = DecodeSession(self, style, sampling, capacity, keep_probs=return_probs)
-            if session.batch != b:
-                raise MotionLMInputError(f"style has batch {session.batch}, audio has batch {b}.")
-            session.feed(audio[:, :tq])
-            session.end()
-            out = session.run(stop_at_frame=False)
-        if out is None:
-            codes = torch.zeros(b, k, 0, dtype=torch.long, device=audio.device)
-            out = (codes, audio.new_zeros(b, k, 0, self.codebook_size)) if return_probs else codes
-        # Clones made outside inference mode are normal tensors, usable with autograd.
-        return _normal_tensors(out)
+        return decode.generate(self, audio, style, num_frames, sampling, return_probs)
 
     def stream(
         self,
         audio_chunks: Iterable[Tensor],
         style: Tensor,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 0.0,
-        cfg_scale: float = 1.0,
-        greedy: bool = False,
-        generator: torch.Generator | None = None,
+        sampling: Sampling = Sampling(),
         return_probs: bool = False,
-    ) -> Iterator[Tensor] | Iterator[tuple[Tensor, Tensor]]:
-        """Generate while audio arrives; yields codes ``[B, K, m]`` of frames as soon as they are complete.
+    ) -> Iterator[Generation]:
+        """Generate while audio arrives; yields the frames ``[B, K, m]`` as soon as they are complete.
 
         A frame is yielded right after the step that completes it, which can run once audio up to
         ``q + max(lookahead, max_delay - 1)`` has arrived (the delay pattern also needs to know that the
-        frames it interleaves exist). When ``audio_chunks`` ends the remaining frames are flushed. With greedy
-        decoding the concatenated yields equal ``generate`` on the concatenated audio.
+        frames it interleaves exist). When ``audio_chunks`` ends the remaining frames are flushed. The
+        concatenated yields equal :meth:`generate` on the concatenated audio with the same ``sampling`` (same
+        seed: the same draws in the same order).
 
         Args:
             audio_chunks: Iterable of ``[B, n_i, Da]`` audio features at the token rate (any n_i >= 0).
             style: ``[B]`` long ids or ``[B, num_styles]`` weights.
-            temperature: As in :meth:`generate`.
-            top_k: As in :meth:`generate`.
-            top_p: As in :meth:`generate`.
-            cfg_scale: As in :meth:`generate`.
-            greedy: As in :meth:`generate`.
-            generator: As in :meth:`generate`.
-            return_probs: Yield ``(codes, probs [B, K, m, C])`` pairs, as :meth:`generate` returns them.
-        """
-        check_sampling(temperature, top_k, top_p, cfg_scale)
-        sampling = SamplingArgs(temperature, top_k, top_p, cfg_scale, greedy, generator)
-        with torch.inference_mode():
-            session = DecodeSession(self, style, sampling, self.max_context, keep_probs=return_probs)
-        return self._stream(session, audio_chunks)
+            sampling: As in :meth:`generate`.
+            return_probs: As in :meth:`generate`.
 
-    def _stream(self, session: DecodeSession, audio_chunks: Iterable[Tensor]) -> Iterator:
-        for chunk in audio_chunks:
-            chunk = self._check_audio(chunk, "audio chunk")
-            if chunk.shape[0] != session.batch:
-                raise MotionLMInputError(
-                    f"audio chunk has batch {chunk.shape[0]}, style has {session.batch}."
-                )
-            with torch.inference_mode():
-                session.feed(chunk)
-            while (out := session.run(stop_at_frame=True)) is not None:
-                yield _normal_tensors(out)
-        with torch.inference_mode():
-            session.end()
-        while (out := session.run(stop_at_frame=True)) is not None:
-            yield _normal_tensors(out)
+        Returns:
+            Iterator of ``Generation(codes [B, K, m], probs [B, K, m, C] or None)``, m >= 1.
+        """
+        return decode.stream(self, audio_chunks, style, sampling, return_probs)
 
     @torch.no_grad()
     def forward_cached(self, codes: Tensor, audio: Tensor, style: Tensor) -> LMOutput:
@@ -494,12 +395,4 @@ class MotionLM(nn.Module):
         """
         codes, audio, _, _ = self._prepare(codes, audio, style, None)
         sequence, valid = self.pattern.build(codes)
-        b, k, s = sequence.shape
-        with torch.inference_mode():
-            record = torch.empty(b, k, s, self.codebook_size, dtype=self.bos.dtype, device=codes.device)
-            sampling = SamplingArgs(1.0, 0, 0.0, 1.0, True, None)
-            session = DecodeSession(self, style, sampling, min(self.max_context, s), sequence, record)
-            session.feed(audio)
-            session.end()
-            session.run(stop_at_frame=False)
-        return LMOutput(record.clone(), valid)
+        return LMOutput(decode.teacher_forced_logits(self, sequence, audio, style), valid)

@@ -21,10 +21,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from talk.errors import UserError
+
 PATTERN_KINDS = ("parallel", "delay")
 
 
-class PatternError(ValueError):
+class PatternError(UserError, ValueError):
     """Raised when a pattern is configured or used with inconsistent arguments."""
 
 

@@ -12,7 +12,8 @@ import os
 import sys
 import warnings
 
-from talk.errors import TalkError
+from talk.cli.signature import run_function
+from talk.errors import UserError
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -27,25 +28,10 @@ commands:
                                            talk data vocaset --raw VOCASET_DOWNLOAD --out data/vocaset
   report     compare test runs:            talk report RUN_DIR [RUN_DIR ...] --out report
   animate    wav -> mp4 of a talking face: talk animate --audio in.wav --checkpoint CKPT --output out.mp4
+  export     checkpoint -> inference file: talk export --checkpoint CKPT --output model.pt
 
 Run `talk <command> --help` for the options of each command.
 """
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types whose message is meant for the user (printed as one line, no traceback)."""
-    errors: list[type[BaseException]] = [TalkError, FileNotFoundError]
-    try:
-        from audio.io import AudioError
-
-        errors.append(AudioError)
-    except ImportError:  # pragma: no cover - audio is part of the distribution
-        pass
-    from audio.streaming import StreamingError
-    from render.export import MeshExportError
-
-    errors += [MeshExportError, StreamingError]
-    return tuple(errors)
 
 
 def _data_command(argv: list[str]) -> None:
@@ -87,7 +73,7 @@ def _data_command(argv: list[str]) -> None:
         from talk.synth import synthesize_dataset
 
         if args.speakers < 1 or args.sentences < 1:
-            raise TalkError("--speakers and --sentences must be at least 1.")
+            raise UserError("--speakers and --sentences must be at least 1.")
         summary = synthesize_dataset(
             args.out,
             speakers=args.speakers,
@@ -124,102 +110,6 @@ def _convert_vocaset(args: argparse.Namespace) -> None:
     )
 
 
-def _animate_command(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="talk animate", description="Animate a face from speech and write an mp4 with the audio."
-    )
-    parser.add_argument(
-        "--audio", required=True, help="input speech (wav, flac, ogg, mp3; any rate, any channels)"
-    )
-    parser.add_argument("--checkpoint", required=True, help="checkpoint written by `talk fit`")
-    parser.add_argument("--output", required=True, help="output .mp4")
-    parser.add_argument(
-        "--subject", default=None, help="subject (template and style); default: first training subject"
-    )
-    parser.add_argument(
-        "--size", type=int, default=512, help="frame width and height in pixels (default 512)"
-    )
-    parser.add_argument("--view", default="front", choices=["front", "three_quarter"], help="camera view")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument(
-        "--stream",
-        action="store_true",
-        help="generate while the audio is fed in chunks and render each frame as soon as it is decided "
-        "(token models: experiments/*/lm.yaml); prints the latency",
-    )
-    parser.add_argument(
-        "--chunk-seconds", type=float, default=0.2, help="audio per streamed chunk (default 0.2)"
-    )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=None,
-        help="seed of sampled decoding (token models configured to sample; default: the checkpoint's); another "
-        "seed draws another animation of the same audio",
-    )
-    parser.add_argument(
-        "--export-meshes", default=None, metavar="DIR", help="also write the mesh sequence to DIR"
-    )
-    parser.add_argument(
-        "--mesh-format", default="obj", choices=["obj", "ply", "npz"], help="format of --export-meshes"
-    )
-    parser.add_argument(
-        "--ground-truth",
-        default=None,
-        metavar="NPY",
-        help="ground-truth vertices (.npy, VOCASET layout): the video shows prediction | ground truth | error map",
-    )
-    parser.add_argument(
-        "--ground-truth-fps",
-        type=float,
-        default=None,
-        help="frame rate of --ground-truth (default: the model's)",
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace existing exported meshes")
-    parser.add_argument(
-        "--background", default="1,1,1", help="background colour R,G,B in [0, 1] (default 1,1,1: white)"
-    )
-    args = parser.parse_args(argv)
-    from talk.pipeline.animate import animate
-
-    try:
-        background = tuple(float(c) for c in args.background.split(","))
-    except ValueError:
-        raise TalkError(f"--background {args.background!r} must be three numbers R,G,B in [0, 1].") from None
-
-    result = animate(
-        audio=args.audio,
-        checkpoint=args.checkpoint,
-        output=args.output,
-        subject=args.subject,
-        size=args.size,
-        view=args.view,
-        device=args.device,
-        stream=args.stream,
-        chunk_seconds=args.chunk_seconds,
-        seed=args.seed,
-        export_meshes=args.export_meshes,
-        mesh_format=args.mesh_format,
-        ground_truth=args.ground_truth,
-        ground_truth_fps=args.ground_truth_fps,
-        overwrite=args.overwrite,
-        background=background,
-    )
-    print(
-        f"wrote {result.path} ({result.frames} frames at {result.fps:g} fps, {result.seconds:.2f} s, "
-        f"{result.elapsed:.1f} s to make)"
-    )
-    if result.first_frame_latency is not None:
-        print(
-            f"streaming: first frame {1000 * result.first_frame_latency:.0f} ms after its audio chunk (compute); "
-            f"algorithmic latency {1000 * result.algorithmic_latency:.0f} ms"
-        )
-    if result.meshes is not None:
-        print(f"meshes: {result.meshes}")
-    if result.lve_mm is not None:
-        print(f"LVE-mm against the ground truth: {result.lve_mm:.3f} mm")
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``talk`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -236,7 +126,13 @@ def main(argv: list[str] | None = None) -> None:
         elif command == "data":
             _data_command(rest)
         elif command == "animate":
-            _animate_command(rest)
+            from talk.cli.animate import animate
+
+            run_function(animate, rest, "talk animate", "Animate a face from speech and write an mp4 with the audio.")
+        elif command == "export":
+            from talk.cli.export import export
+
+            run_function(export, rest, "talk export", "Write a small self-contained inference file of a checkpoint.")
         elif command == "report":
             from talk.cli.report import report_command
 
@@ -244,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             print(f"talk: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
             sys.exit(2)
-    except _user_errors() as exc:
+    except UserError as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"talk {command}: error: {message}", file=sys.stderr)
         sys.exit(1)

@@ -1,30 +1,22 @@
-"""Datasets and DataModules.
-
-Imports are lazy so that light users (the synthetic-data writer and its worker processes) do not pay for
-importing Lightning.
-"""
+"""Datasets and DataModules: the :class:`TalkDataModule` base, its formats, and the batch they yield."""
 
 from __future__ import annotations
 
-from typing import Any
+from talk.data.base import TalkDataModule
+from talk.data.batch import Batch, Sample, collate
+from talk.data.formats.biwi import BiwiDataModule
+from talk.data.formats.manifest import ManifestDataModule
+from talk.data.formats.vocaset import VocasetDataModule
+from talk.data.formats.vocaset_raw import ConversionSummary, convert_vocaset
 
-_EXPORTS = {
-    "Batch": "talk.data.batch",
-    "Sample": "talk.data.batch",
-    "collate": "talk.data.batch",
-    "VocasetDataModule": "talk.data.formats.vocaset",
-    "BiwiDataModule": "talk.data.formats.biwi",
-    "ManifestDataModule": "talk.data.formats.manifest",
-    "convert_vocaset": "talk.data.formats.vocaset_raw",
-    "ConversionSummary": "talk.data.formats.vocaset_raw",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'talk.data' has no attribute {name!r}")
+__all__ = [
+    "Batch",
+    "BiwiDataModule",
+    "ConversionSummary",
+    "ManifestDataModule",
+    "Sample",
+    "TalkDataModule",
+    "VocasetDataModule",
+    "collate",
+    "convert_vocaset",
+]

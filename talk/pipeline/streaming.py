@@ -5,7 +5,7 @@ Pipeline (every stage incremental, each exact with respect to its offline counte
 1. :class:`audio.StreamingEncoder` turns waveform chunks into encoder frames once their look-ahead has arrived
    (exact for the mel encoder; a documented approximation for transformer encoders).
 2. :class:`TokenAudioAligner` resamples those frames at fixed rate to the motion frames and stacks the
-   ``stride`` frames of each token (:meth:`AudioToMotionModule.token_features`), emitting a token frame as soon
+   ``stride`` frames of each token (:meth:`TokenGenerator.token_features`), emitting a token frame as soon
    as every audio frame it reads has arrived.
 3. :meth:`motion.lm.MotionLM.stream` turns token-rate features into codes, a frame as soon as its look-ahead
    allows.
@@ -29,8 +29,10 @@ from torch import Tensor
 
 from audio.features import AudioFeatures
 from audio.streaming import StreamingEncoder
-from motion.tokens.stream_decode import StreamingTokenDecoder
-from talk.errors import CheckpointError, TalkError
+from motion.lm import Sampling
+from talk.errors import CheckpointError, UserError
+from talk.pipeline.generators import TokenGenerator
+from talk.pipeline.model import AudioToMotion
 
 
 class TokenAudioAligner:
@@ -42,18 +44,17 @@ class TokenAudioAligner:
 
     Only the frames that future token frames can still read are kept: the buffer restarts at a token frame
     whose first audio position is a whole frame index (every ``block`` token frames), so re-reading it with
-    :meth:`AudioToMotionModule.token_features` gives exactly the offline values at constant cost per push.
+    :meth:`TokenGenerator.token_features` gives exactly the offline values at constant cost per push.
     """
 
-    def __init__(self, module, frame_rate: float) -> None:  # noqa: ANN001 - AudioToMotionModule
-        self.module = module
-        self.stride = module.tokenizer.stride
-        self.ratio = Fraction(frame_rate).limit_denominator(10**6) / Fraction(
-            float(module.fps)
-        ).limit_denominator(10**6)
+    def __init__(self, generator: TokenGenerator, fps: float, frame_rate: float, feature_dim: int) -> None:
+        self.generator = generator
+        self.fps = float(fps)
+        self.stride = generator.stride
+        self.ratio = Fraction(frame_rate).limit_denominator(10**6) / Fraction(self.fps).limit_denominator(10**6)
         self.block = self.ratio.denominator  # token frames q with q * stride * ratio integral: q % block == 0
         self.frame_rate = frame_rate
-        self.dim = self.stride * module.audio_encoder.output_dim
+        self.dim = self.stride * feature_dim
         self._x: Tensor | None = None  # kept encoder frames [1, n, D]
         self._offset = 0  # global index of self._x[:, 0]
         self._received = 0
@@ -88,7 +89,7 @@ class TokenAudioAligner:
         base = self._emitted // self.block * self.block
         x = self._x[:, self._first_frame(base) - self._offset :]
         feats = AudioFeatures(x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device), self.frame_rate)
-        out = self.module.token_features(feats, stop - base)[:, self._emitted - base :]
+        out = self.generator.token_features(feats, stop - base, self.fps)[:, self._emitted - base :]
         self._emitted = stop
         keep = self._first_frame(stop)  # frames before it are never read again
         self._x = self._x[:, keep - self._offset :]
@@ -110,79 +111,58 @@ class StreamStats:
         return self.frames / self.compute_seconds if self.compute_seconds > 0 else float("inf")
 
 
-class StreamingAnimator:
+class Streamer:
     """Vertices ``[m, V, 3]`` from audio chunks, yielded as soon as they are decided.
 
     Args:
-        module: A trained :class:`~talk.training.audio_to_motion.AudioToMotionModule` (eval mode).
+        model: A token model (its generator a :class:`TokenGenerator`), in eval mode.
         subject: Subject whose template and style drive the face (default: the first training subject).
         chunk_seconds: Audio handed to the encoder at a time.
         left_context_seconds: Encoder left context (None: the exact minimum, for encoders that declare one).
-        greedy, temperature, top_k, top_p, cfg_scale: Sampling (see :meth:`motion.lm.MotionLM.generate`); None
-            takes the module's setting, so that the stream draws what ``module.animate`` does.
-        seed: Seed of the sampling generator (ignored when greedy); None takes the module's ``seed``.
+        sampling: Overrides the model's sampling (default: the model's, so that the stream draws what
+            :meth:`AudioToMotion.generate` draws).
     """
 
     def __init__(
         self,
-        module,  # noqa: ANN001 - AudioToMotionModule (import kept lazy for the CLI's start-up time)
+        model: AudioToMotion,
         subject: str | None = None,
         chunk_seconds: float = 0.2,
         left_context_seconds: float | None = None,
-        greedy: bool | None = None,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        cfg_scale: float | None = None,
-        seed: int | None = None,
+        sampling: Sampling | None = None,
     ) -> None:
-        from talk.training.audio_to_motion import AudioToMotionModule
-
-        if not isinstance(module, AudioToMotionModule):
+        if not isinstance(model.generator, TokenGenerator):
             raise CheckpointError(
-                f"streaming needs an audio-to-motion token model (AudioToMotionModule); this checkpoint holds a "
-                f"{type(module).__name__}. Drop --stream, or use a checkpoint of experiments/*/lm.yaml."
+                f"streaming needs an audio-to-motion token model; this checkpoint holds a "
+                f"{type(model.generator).__name__}. Drop --stream, or use a checkpoint of experiments/*/lm.yaml."
             )
-        self.module = module.eval()
-        templates = module.assets.get("templates") or {}
-        subjects = module.train_subjects
-        subject = (
-            subject if subject is not None else (subjects[0] if subjects else next(iter(templates), None))
-        )
-        if subject not in templates:
-            raise CheckpointError(
-                f"subject '{subject}' is not in this checkpoint; choose one of {sorted(templates)}."
-            )
-        self.template = torch.as_tensor(templates[subject]).float()
-        self.style = module.style_weights(subject)[None]
-        self.sample_rate = int(module.assets["sample_rate"])
+        self.model = model.eval()
+        assets = model._assets()
+        subject = assets.subject(subject)
+        self.template = assets.templates[subject].float()
+        self.style = model.style_weights(subject)[None]
+        self.sample_rate = assets.sample_rate
+        self.assets = assets
         self.chunk_samples = max(1, round(chunk_seconds * self.sample_rate))
         self.chunk_seconds = chunk_seconds
         self.left_context_seconds = left_context_seconds
-        given = {"greedy": greedy, "temperature": temperature, "top_k": top_k, "top_p": top_p,
-                 "cfg_scale": cfg_scale}  # fmt: skip
-        self.sampling = {k: module.sampling[k] if v is None else v for k, v in given.items()}
-        self.seed = module.seed if seed is None else seed
+        self.sampling = sampling or model.sampling
         self.stats = StreamStats()
 
     def latency_seconds(self) -> float:
         """Algorithmic latency: audio that must arrive after a frame's time before it can be produced."""
-        enc = StreamingEncoder(self.module.audio_encoder, self.chunk_seconds, self.left_context_seconds)
-        token_seconds = self.module.tokenizer.stride / float(self.module.fps)
-        lm = self.module.lm
-        lm_tokens = max(lm.lookahead, lm.pattern.max_delay - 1)
-        dec_tokens = StreamingTokenDecoder(self.module.tokenizer).latency_tokens
-        return enc.latency_seconds + (lm_tokens + dec_tokens + 1) * token_seconds
+        enc = StreamingEncoder(self.model.audio_encoder, self.chunk_seconds, self.left_context_seconds)
+        generator = self.model.generator
+        return enc.latency_seconds + generator.latency_tokens() * generator.stride / self.model.fps
 
     def stream(self, chunks: Iterable[Tensor | np.ndarray]) -> Iterator[Tensor]:
         """Yields vertices ``[m, V, 3]`` while ``chunks`` (mono waveforms ``[n]`` at the model's rate) arrive."""
-        module = self.module
-        encoder = StreamingEncoder(module.audio_encoder, self.chunk_seconds, self.left_context_seconds)
-        aligner = TokenAudioAligner(module, encoder.encoder.frame_rate)
-        decoder = StreamingTokenDecoder(module.tokenizer)
+        model = self.model
+        generator = model.generator
+        encoder = StreamingEncoder(model.audio_encoder, self.chunk_seconds, self.left_context_seconds)
+        aligner = TokenAudioAligner(generator, model.fps, encoder.encoder.frame_rate, model.audio_encoder.output_dim)
         state = {"samples": 0, "pushed_at": 0.0}
         self.stats = stats = StreamStats()
-        generator = module.sampling_generator(self.sampling["greedy"], self.seed)
 
         def token_audio() -> Iterator[Tensor]:
             for chunk in chunks:
@@ -191,43 +171,20 @@ class StreamingAnimator:
                 state["pushed_at"] = time.perf_counter()
                 yield aligner.push(encoder.push(wav))
             if state["samples"] == 0:
-                raise TalkError("the audio stream was empty; nothing to animate.")
+                raise UserError("the audio stream was empty; nothing to animate.")
             state["pushed_at"] = time.perf_counter()
             tail = aligner.push(encoder.flush())
-            frames = self._total_frames(state["samples"])
+            frames = self.assets.num_frames(state["samples"])
             state["frames"] = frames
-            yield torch.cat([tail, aligner.finish(module.tokenizer.num_tokens(frames))], dim=1)
+            yield torch.cat([tail, aligner.finish(int(generator.num_tokens(torch.tensor(frames))))], dim=1)
 
         start = time.perf_counter()
-        expected = module.decode_latent == "expected"
-        codes_stream = module.lm.stream(
-            token_audio(), self.style, generator=generator, return_probs=expected, **self.sampling
-        )
-        for out in codes_stream:
-            # As AudioToMotionModule.generate: the expected code vectors under the LM's distribution.
-            if expected:
-                motion = decoder.push_latent(module.expected_latent(out[1]))
-            else:
-                motion = decoder.push(out[:, : module.decode_codebooks])
-            if motion.shape[1]:
-                yield self._vertices(motion, stats, state["pushed_at"])
-        motion = decoder.flush(state["frames"])
-        if motion.shape[1]:
+        for motion in generator.stream(token_audio(), self.style, self.sampling, lambda: state["frames"]):
             yield self._vertices(motion, stats, state["pushed_at"])
         stats.compute_seconds = time.perf_counter() - start
 
-    def _total_frames(self, samples: int) -> int:
-        from audio.align import motion_frame_count
-
-        fps = float(self.module.fps)
-        frames = motion_frame_count(samples, self.sample_rate, fps)
-        if frames * self.sample_rate < samples * fps:
-            frames += 1  # as TalkModule.animate: cover a partial last frame
-        return frames
-
     def _vertices(self, motion: Tensor, stats: StreamStats, pushed_at: float) -> Tensor:
-        # FLAME motion goes through the tokenizer's face model; vertex offsets stay as they are
-        offsets = self.module.to_offsets(motion, self.template[None])
+        offsets = self.model.to_offsets(motion, self.template[None])  # as offline generation does
         now = time.perf_counter()
         if stats.first_frame_latency is None:
             stats.first_frame_latency = now - pushed_at

@@ -3,32 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
-from audio.align import resample_features
 from audio.encoder import AudioEncoder
-from audio.features import AudioFeatures
 from motion.face.flame import FLAME
-from motion.lm.model import MotionLM
+from motion.lm import MotionLM, Sampling
 from motion.tokens.tokenizer import MotionTokenizer
 from talk.data.batch import Batch
 from talk.errors import CheckpointError
-from talk.training.base import TalkModule
+from talk.pipeline.config import bind, instantiate
+from talk.pipeline.generators import TokenGenerator
+from talk.pipeline.load import read_checkpoint, sampling_dict
+from talk.pipeline.model import AudioToMotion
+from talk.training.base import LossParts, TalkModule
 from talk.training.motion_space import MotionSpace
-
-DECODE_LATENTS = ("codes", "expected")
 
 
 class AudioToMotionModule(MotionSpace, TalkModule):
-    """Audio encoder + MotionLM over the codes of a trained, frozen motion tokenizer.
-
-    Audio reaches the LM at the token rate: the encoder's features are resampled at fixed rate to the motion
-    frames (:func:`audio.align.resample_features`, causal, so streaming equals offline) and the ``stride`` motion
-    frames of each token are stacked, so the LM reads ``stride * audio_encoder.output_dim`` features per token
-    frame and loses none of the motion-rate detail to downsampling.
+    """Trains the flagship's :class:`~talk.pipeline.AudioToMotion` (``self.model``): audio encoder + MotionLM
+    (:class:`~talk.pipeline.generators.TokenGenerator`) over the codes of a trained, frozen motion tokenizer.
 
     Training is teacher-forced cross-entropy on the tokenizer's codes (logged per codebook). Validation also
     generates motion every ``val_generate_every`` epochs and reports LVE/FDD; ``talk test`` generates with the
@@ -106,17 +103,14 @@ class AudioToMotionModule(MotionSpace, TalkModule):
         face_model: FLAME | None = None,
     ) -> None:
         super().__init__(motion_dim=motion_dim, num_styles=num_styles, fps=fps, test_condition=test_condition)
-        self.save_config(["audio_encoder", "lm", "optimizer", "scheduler", "tokenizer", "face_model"])
+        from_configs = self.save_config(["audio_encoder", "lm", "optimizer", "scheduler", "tokenizer", "face_model"])
         if tokenizer is None and tokenizer_config is not None:  # reloading one of our checkpoints
-            from talk.checkpoints import instantiate
-
             if face_model_config is not None:
                 face_model = instantiate(face_model_config)
             dim = motion_dim if face_model is None else face_model.num_motion_params
             tokenizer = instantiate(tokenizer_config, dim)  # weights follow from the state dict
         elif tokenizer is None:
-            loaded = self._load_tokenizer(tokenizer_checkpoint, motion_dim)
-            tokenizer, tokenizer_config, face_model, face_model_config = loaded
+            tokenizer, tokenizer_config, face_model, face_model_config = load_tokenizer(tokenizer_checkpoint, motion_dim)
         dim = motion_dim if face_model is None else face_model.num_motion_params
         if tokenizer.motion_dim != dim:
             raise CheckpointError(f"tokenizer has motion_dim={tokenizer.motion_dim}, the model {dim}.")
@@ -125,157 +119,126 @@ class AudioToMotionModule(MotionSpace, TalkModule):
                 f"the tokenizer's face model has {face_model.num_vertices} vertices but the data has "
                 f"{motion_dim // 3}; train the tokenizer on the same dataset."
             )
-        self.tokenizer = tokenizer.eval().requires_grad_(False)
         self.tokenizer_config = tokenizer_config
-        self.face_model = None if face_model is None else face_model.eval().requires_grad_(False)
         self.face_model_config = face_model_config
-        self.audio_encoder = audio_encoder
-        q = self.tokenizer
-        self.lm = lm(
-            q.num_quantizers, q.codebook_size, q.stride * audio_encoder.output_dim, num_styles=num_styles
+        q = tokenizer
+        lm_args = (q.num_quantizers, q.codebook_size, q.stride * audio_encoder.output_dim)
+        sampling = Sampling(
+            temperature=0.0 if greedy else temperature, top_k=top_k, top_p=top_p, cfg_scale=cfg_scale, seed=seed
+        )
+        generator = TokenGenerator(lm(*lm_args, num_styles=num_styles), tokenizer, decode_codebooks, decode_latent)
+        self.model = AudioToMotion(
+            audio_encoder,
+            generator,
+            face_model=face_model,
+            num_styles=num_styles,
+            fps=fps,
+            sampling=sampling,
+            test_condition=test_condition,
+            encoder_window_seconds=encoder_window_seconds,
+            encoder_context_seconds=encoder_context_seconds,
         )
         self.optimizer = optimizer
         self.scheduler = scheduler
-        self.sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "cfg_scale": cfg_scale,
-                         "greedy": greedy}  # fmt: skip
-        self.seed = seed
         self.val_generate_every = val_generate_every
-        self.encoder_window_seconds = encoder_window_seconds
-        self.encoder_context_seconds = encoder_context_seconds
-        k = q.num_quantizers
-        if decode_codebooks is not None and not 1 <= decode_codebooks <= k:
-            raise ValueError(
-                f"decode_codebooks={decode_codebooks} must lie in [1, {k}] (the tokenizer's codebooks)."
-            )
-        if decode_latent not in DECODE_LATENTS:
-            raise ValueError(f"decode_latent={decode_latent!r} must be one of {DECODE_LATENTS}.")
-        self.decode_codebooks = decode_codebooks or k
-        self.decode_latent = decode_latent
+        if from_configs and tokenizer_config is not None:
+            hp = self.hparams
+            self.pipeline_config = {
+                "class_path": "talk.pipeline.model.AudioToMotion",
+                "init_args": {
+                    "audio_encoder": hp["audio_encoder"],
+                    "generator": {
+                        "class_path": "talk.pipeline.generators.TokenGenerator",
+                        "init_args": {
+                            "lm": bind(hp["lm"], *lm_args, num_styles=num_styles),
+                            "tokenizer": bind(tokenizer_config, dim),
+                            "decode_codebooks": decode_codebooks,
+                            "decode_latent": decode_latent,
+                        },
+                    },
+                    "face_model": face_model_config,
+                    "num_styles": num_styles,
+                    "fps": float(fps),
+                    "sampling": sampling_dict(sampling),
+                    "test_condition": test_condition,
+                    "encoder_window_seconds": encoder_window_seconds,
+                    "encoder_context_seconds": encoder_context_seconds,
+                },
+            }
 
-    @staticmethod
-    def _load_tokenizer(
-        path: str | None, motion_dim: int
-    ) -> tuple[MotionTokenizer, dict | None, FLAME | None, dict | None]:
-        from talk.checkpoints import load_model
-        from talk.training.tokenizer import TokenizerModule
+    @property
+    def generator(self) -> TokenGenerator:
+        return self.model.generator
 
-        if path is None:
-            raise CheckpointError(
-                "AudioToMotionModule needs tokenizer_checkpoint (a `talk fit` tokenizer checkpoint)."
-            )
-        tok = load_model(path)
-        if not isinstance(tok, TokenizerModule):
-            raise CheckpointError(
-                f"tokenizer_checkpoint {path} holds a {type(tok).__name__}, not a TokenizerModule."
-            )
-        if tok.motion_dim != motion_dim:
-            raise CheckpointError(
-                f"tokenizer_checkpoint {path} was trained on motion_dim={tok.motion_dim} but the data has "
-                f"{motion_dim}; train the tokenizer on the same dataset."
-            )
-        # the config as `talk fit` saved it (class_path + init_args), not the objects built from it
-        # (mmap: only the small hyperparameter dict is read, not the tensors load_model just read)
-        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-        config = ckpt["hyper_parameters"].get("tokenizer")
-        face_config = ckpt["hyper_parameters"].get("face_model")
-        return (tok.tokenizer, config if isinstance(config, dict) else None, tok.face_model,
-                face_config if isinstance(face_config, dict) else None)  # fmt: skip
+    @property
+    def face_model(self) -> FLAME | None:  # the MotionSpace of the batch
+        return self.model.face_model
+
+    def legacy_state_renames(self) -> dict[str, str]:
+        return {"tokenizer.": "model.generator.tokenizer.", "lm.": "model.generator.lm.",
+                "audio_encoder.": "model.audio_encoder.", "face_model.": "model.face_model."}  # fmt: skip
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
-        # Saved with the hyperparameters: reloading never needs the file.
+        # Saved with the hyperparameters: reloading never needs the tokenizer's file.
         if self.tokenizer_config is not None:
             checkpoint.setdefault("hyper_parameters", {})["tokenizer_config"] = self.tokenizer_config
         if self.face_model_config is not None:
             checkpoint.setdefault("hyper_parameters", {})["face_model_config"] = self.face_model_config
 
-    def train(self, mode: bool = True) -> AudioToMotionModule:
-        super().train(mode)
-        self.tokenizer.eval()  # frozen: no EMA codebook updates, no quantizer dropout
-        return self
-
-    def _token_audio(self, audio: Tensor, audio_lengths: Tensor, num_frames: Tensor) -> tuple[Tensor, Tensor]:
-        """Audio features aligned to the token rate: ``[B, Tq, D]`` and the token counts ``[B]``."""
-        stride = self.tokenizer.stride
-        tokens = torch.div(num_frames + stride - 1, stride, rounding_mode="floor")
-        return self.token_features(self._encode(audio, audio_lengths), tokens), tokens
-
-    def _encode(self, audio: Tensor, audio_lengths: Tensor) -> AudioFeatures:
-        """Encoder features; long single inputs at inference are encoded window by window (linear cost)."""
-        window = self.encoder_window_seconds
-        encoder = self.audio_encoder
-        if (
-            self.training
-            or window is None
-            or audio.shape[0] != 1
-            or audio.shape[1] <= window * encoder.sample_rate
-        ):
-            return encoder(audio, audio_lengths)
-        valid = audio[:, : int(audio_lengths[0])]
-        return encoder.encode_long(valid, window, self.encoder_context_seconds)
-
-    def token_features(self, features: AudioFeatures, tokens: Tensor | int) -> Tensor:
-        """Encoder features -> LM input ``[B, Tq, stride * D]`` (token frame q stacks motion frames qs..qs+s-1)."""
-        stride = self.tokenizer.stride
-        counts = tokens * stride
-        x = resample_features(features, counts, fps=self.fps).x
-        b, t, d = x.shape
-        return x.reshape(b, t // stride, stride * d)
-
-    def _loss(self, batch: Batch) -> tuple[Tensor, Tensor]:
+    def _loss(self, batch: Batch) -> LossParts:
         t = batch.motion.shape[1]
+        generator = self.generator
         with torch.no_grad():
-            codes = self.tokenizer.encode(self.motion(batch), batch.motion_mask)
-        token_mask = self.tokenizer.token_mask(batch.motion_mask, t)
-        audio, _ = self._token_audio(batch.audio, batch.audio_lengths, batch.motion_lengths)
-        return self.lm.loss(codes, audio, self.style_for(batch), token_mask)
-
-    def generate(
-        self, audio: Tensor, audio_lengths: Tensor, num_frames: Tensor, template: Tensor, style: Tensor
-    ) -> Tensor:
-        """Vertices ``[B, T, V, 3]``."""
-        features, tokens = self._token_audio(audio, audio_lengths, num_frames)
-        t = int(num_frames.max())
-        expected = self.decode_latent == "expected"
-        generator = self.sampling_generator(self.sampling["greedy"], self.seed)
-        out = self.lm.generate(features, style, int(tokens.max()), return_probs=expected, generator=generator,
-                               **self.sampling)  # fmt: skip
-        if expected:
-            motion = self.tokenizer.decode_latent(self.expected_latent(out[1]), t)
-        else:
-            motion = self.tokenizer.decode(out[:, : self.decode_codebooks], length=t)
-        offsets = self.to_offsets(motion, template)
-        return offsets.view(offsets.shape[0], t, -1, 3).add_(template[:, None])  # in place: offsets are ours
-
-    def sampling_generator(self, greedy: bool, seed: int | None) -> torch.Generator | None:
-        """A fresh generator on this module's device seeded with ``seed``, for one generation (offline or streamed);
-        None when decoding greedily or when ``seed`` is None (torch's global generator)."""
-        if greedy or seed is None:
-            return None
-        return torch.Generator(self.device).manual_seed(seed)
-
-    def expected_latent(self, probs: Tensor) -> Tensor:
-        """``[B, Tq, latent]``: the expected sum of the first ``decode_codebooks`` code vectors under ``probs``
-        ``[B, K, Tq, C]`` (the LM's per-codebook distributions)."""
-        n = self.decode_codebooks
-        vectors = self.tokenizer.quantizer.codebooks[:n].to(probs.dtype)  # [n, C, latent]
-        return torch.einsum("bkqc,kcd->bqd", probs[:, :n], vectors)
-
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        loss, per_codebook = self._loss(batch)
-        b = batch.audio.shape[0]
-        self.log("train/loss", loss, batch_size=b, prog_bar=True)
-        self.log_dict({f"train/ce/{k}": v for k, v in enumerate(per_codebook)}, batch_size=b)
-        return loss
+            codes = generator.tokenizer.encode(self.motion(batch), batch.motion_mask)
+        token_mask = generator.tokenizer.token_mask(batch.motion_mask, t)
+        tokens = generator.num_tokens(batch.motion_lengths)
+        audio = generator.token_features(self.model.features(batch.audio, batch.audio_lengths), tokens, self.model.fps)
+        loss = self.model.generator.lm.loss(codes, audio, self.style_for(batch), token_mask)
+        return LossParts(loss.total, {f"ce/{k}": v for k, v in enumerate(loss.per_codebook)})
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        loss, per_codebook = self._loss(batch)
+        loss = self._loss(batch)
         b = batch.audio.shape[0]
-        self.log("val/loss", loss, batch_size=b, prog_bar=True)
-        self.log_dict({f"val/ce/{k}": v for k, v in enumerate(per_codebook)}, batch_size=b)
+        self.log("val/loss", loss.total, batch_size=b, prog_bar=True)
+        self.log_dict({f"val/{k}": v for k, v in loss.parts.items()}, batch_size=b)
         every = self.val_generate_every
         if every and (self.current_epoch + 1) % every == 0 or self.trainer.sanity_checking:
             self._val_metrics_step(batch)
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        return [p for n, p in self.named_parameters() if not n.startswith("tokenizer.")]
+        return [p for n, p in self.named_parameters() if not n.startswith("model.generator.tokenizer.")]
+
+
+def load_tokenizer(path: str | None, motion_dim: int) -> tuple[MotionTokenizer, dict, FLAME | None, dict | None]:
+    """The trained tokenizer (and its face model) of a ``talk fit`` tokenizer checkpoint, with their configs.
+
+    Read with ``weights_only=True``; the tokenizer is built from the config the checkpoint stores and given its
+    weights, without building the checkpoint's LightningModule.
+    """
+    if path is None:
+        raise CheckpointError("AudioToMotionModule needs tokenizer_checkpoint (a `talk fit` tokenizer checkpoint).")
+    ckpt = read_checkpoint(path)
+    hparams = ckpt.get("hyper_parameters") or {}
+    if not str(hparams.get("_class_path", "")).endswith("TokenizerModule"):
+        raise CheckpointError(
+            f"tokenizer_checkpoint {path} holds a {hparams.get('_class_path', 'non-talk checkpoint')}, not a "
+            "TokenizerModule."
+        )
+    if hparams.get("motion_dim") != motion_dim:
+        raise CheckpointError(
+            f"tokenizer_checkpoint {path} was trained on motion_dim={hparams.get('motion_dim')} but the data has "
+            f"{motion_dim}; train the tokenizer on the same dataset."
+        )
+    config, face_config = hparams.get("tokenizer"), hparams.get("face_model")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"tokenizer_checkpoint {path} does not store its tokenizer's config; it was not "
+                              "written by `talk fit`.")  # fmt: skip
+    face_model = instantiate(face_config) if isinstance(face_config, dict) else None
+    tokenizer = instantiate(config, motion_dim if face_model is None else face_model.num_motion_params)
+    state = ckpt["state_dict"]
+    tokenizer.load_state_dict({k[len("tokenizer.") :]: v for k, v in state.items() if k.startswith("tokenizer.")})
+    if face_model is not None:
+        face_state = {k[len("face_model.") :]: v for k, v in state.items() if k.startswith("face_model.")}
+        face_model.load_state_dict(face_state)
+    return tokenizer.eval(), config, face_model, face_config if face_model is not None else None

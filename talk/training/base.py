@@ -1,34 +1,45 @@
-"""Shared behaviour of talk's audio -> mesh LightningModules: assets, style conditioning, metrics, inference.
+"""Shared behaviour of talk's LightningModules: assets, the pipeline model, losses, metrics.
 
-A subclass implements ``generate(audio, audio_lengths, num_frames, template, style) -> [B, T, V, 3]`` and its
-training/validation steps. This base class
+An audio-to-motion subclass builds one :class:`talk.pipeline.AudioToMotion` as ``self.model`` (the inference model:
+encoder, generator, face model, sampling, style resolution) and adds its loss. This base class
 
-- copies the dataset's assets (training subjects, templates, mesh faces, metric regions, fps, sample rate) into
-  every checkpoint, so ``talk animate`` needs nothing but the checkpoint;
-- evaluates LVE / FDD / MVE (talk.metrics) for the model and for the static-template baseline in ``talk test``;
-- maps subjects to style conditions (unseen subjects use ``test_condition`` or the average style).
+- copies the dataset's :class:`~talk.pipeline.Assets` (training subjects, templates, mesh faces, metric regions,
+  fps, sample rate) into the model and every checkpoint, with the model's config (``talk_pipeline``), so that
+  ``talk.pipeline.from_checkpoint`` and ``talk animate`` need nothing but the checkpoint and no Lightning;
+- evaluates LVE / FDD / MVE (talk.metrics) for the model and for the static-template baseline in ``talk test``.
 """
 
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from torch import Tensor
 
 from talk.data.batch import Batch
 from talk.errors import CheckpointError
 from talk.metrics import VertexMetrics
+from talk.pipeline.assets import Assets
+from talk.pipeline.model import AudioToMotion
+
+
+@dataclass(frozen=True)
+class LossParts:
+    """A training loss and its named parts (logged as ``train/<name>``)."""
+
+    total: Tensor
+    parts: dict[str, Tensor] = field(default_factory=dict)
 
 
 class TalkModule(L.LightningModule):
     """Base class; see the module docstring.
 
     Every subclass takes ``motion_dim``, ``num_styles`` and ``fps``, which ``talk fit`` links from the data, and
-    builds its submodules from them.
+    builds its submodules from them. Audio-to-motion subclasses set ``self.model`` (an AudioToMotion) and
+    ``self.pipeline_config`` (its config, when built by ``talk fit`` from configs).
 
     Args:
         motion_dim: Size of one motion frame (``V * 3`` for vertex offsets).
@@ -45,124 +56,125 @@ class TalkModule(L.LightningModule):
         self.num_styles = num_styles
         self.fps = fps
         self.test_condition = test_condition
-        self.assets: dict[str, Any] = {}
+        self.model: AudioToMotion | None = None
+        self._assets: Assets | None = None
+        self.pipeline_config: dict | None = None
         self.test_results: dict[str, Any] = {}
         self._val_metrics: VertexMetrics | None = None
         self._test_metrics: dict[str, VertexMetrics] = {}
 
-    def save_config(self, modules: list[str]) -> None:
+    def save_config(self, modules: list[str]) -> bool:
         """Saves constructor arguments as hyperparameters so a checkpoint rebuilds its own model.
 
         Under ``talk fit`` the CLI supplies the full config (submodules as ``class_path`` dicts), which
         ``load_from_checkpoint`` re-instantiates. Built directly in Python, submodule objects are left out of the
         hyperparameters (their weights are in the state dict).
+
+        Returns:
+            Whether the submodules' configs are known (``talk fit``), i.e. whether the pipeline config can be
+            written into checkpoints.
         """
         from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 
-        ignore = [] if _given_hyperparameters.get() is not None else modules
+        from_configs = _given_hyperparameters.get() is not None
         frame = inspect.currentframe().f_back  # the subclass __init__ whose arguments are saved
-        self.save_hyperparameters(ignore=ignore, frame=frame)
+        self.save_hyperparameters(ignore=[] if from_configs else modules, frame=frame)
+        return from_configs
 
     # ------------------------------------------------------------------------------------------------- assets
+    @property
+    def assets(self) -> Assets | None:
+        return self._assets
+
+    @assets.setter
+    def assets(self, assets: Assets | None) -> None:
+        self._assets = assets
+        if self.model is not None:
+            self.model.assets = assets
+
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if dm is None or not hasattr(dm, "templates"):
+        if dm is None or not hasattr(dm, "assets"):
             return
-        encoder = getattr(self, "audio_encoder", None)
+        encoder = getattr(self.model, "audio_encoder", None)
         if encoder is not None and int(encoder.sample_rate) != int(dm.sample_rate):
             raise CheckpointError(
                 f"the audio encoder expects {encoder.sample_rate} Hz but data.sample_rate is {dm.sample_rate}; "
                 "set them to the same value."
             )
-        faces = dm.faces()
-        # Tensors and plain Python only: checkpoints must load with torch.load(weights_only=True).
-        assets = {
-            "train_subjects": list(dm.train_subjects),
-            "templates": {
-                k: torch.as_tensor(np.asarray(v, dtype=np.float32)) for k, v in dm.templates.items()
-            },
-            "faces": None if faces is None else torch.as_tensor(np.asarray(faces, dtype=np.int64)),
-            "fps": float(dm.fps),
-            "sample_rate": int(dm.sample_rate),
-        }
-        try:
-            regions = {k: torch.as_tensor(v) for k, v in dm.regions().items()}
-        except Exception:  # noqa: BLE001 - regions are only required by metrics, which report their own error
-            regions = None
-        assets["regions"] = regions
-        if self.assets.get("train_subjects") and self.assets["train_subjects"] != assets["train_subjects"]:
+        assets = dm.assets()
+        if self.assets is not None and self.assets.train_subjects and (
+            self.assets.train_subjects != assets.train_subjects
+        ):
             raise CheckpointError(
                 "the checkpoint was trained on subjects "
-                f"{self.assets['train_subjects']} but data.train_subjects is {assets['train_subjects']}."
+                f"{list(self.assets.train_subjects)} but data.train_subjects is {list(assets.train_subjects)}."
             )
         self.assets = assets
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["talk_assets"] = self.assets
+        checkpoint["talk_assets"] = None if self.assets is None else self.assets.to_dict()
+        if self.pipeline_config is not None:
+            checkpoint["talk_pipeline"] = self.pipeline_config
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.assets = checkpoint.get("talk_assets", {})
+        self.assets = Assets.from_dict(checkpoint.get("talk_assets"))
+        renames = self.legacy_state_renames()
+        if renames and "talk_pipeline" not in checkpoint:  # written before the pipeline layout
+            state = checkpoint["state_dict"]
+            for key in list(state):
+                for old, new in renames.items():
+                    if key.startswith(old):
+                        state[new + key[len(old) :]] = state.pop(key)
+                        break
+
+    def legacy_state_renames(self) -> dict[str, str]:
+        """State-dict prefixes of checkpoints written before the pipeline layout -> today's."""
+        return {}
 
     # -------------------------------------------------------------------------------------------------- style
     @property
     def train_subjects(self) -> list[str]:
-        return list(self.assets.get("train_subjects", []))
-
-    def style_weights(self, subject: str | None) -> Tensor:
-        """``[S]`` style weights for a subject: one-hot for training subjects, else the test condition."""
-        subjects = self.train_subjects
-        n = self.num_styles
-        if subject in subjects:
-            return torch.nn.functional.one_hot(torch.tensor(subjects.index(subject)), n).float()
-        if self.test_condition is not None:
-            if self.test_condition not in subjects:
-                raise CheckpointError(
-                    f"test_condition '{self.test_condition}' is not a training subject; choose one of {subjects}."
-                )
-            return self.style_weights(self.test_condition)
-        return torch.full((n,), 1.0 / n)
+        return [] if self.assets is None else list(self.assets.train_subjects)
 
     def style_for(self, batch: Batch) -> Tensor:
         """Style ids ``[B]`` when every subject was seen in training, else style weights ``[B, S]``."""
-        if bool((batch.style >= 0).all()):
-            return batch.style
-        return torch.stack([self.style_weights(s) for s in batch.subjects]).to(batch.audio.device)
+        return self.model.style_for(batch.subjects, batch.style.to(batch.audio.device))
 
     # ------------------------------------------------------------------------------------------------ metrics
     def _regions(self) -> tuple[Tensor, Tensor]:
-        regions = self.assets.get("regions")
+        regions = None if self.assets is None else self.assets.regions
         if regions is None:
-            dm = self.trainer.datamodule
-            regions = dm.regions()  # raises the dataset's clear error
+            regions = self.trainer.datamodule.regions()  # raises the dataset's clear error
         return torch.as_tensor(regions["lips"]), torch.as_tensor(regions["upper_face"])
 
     def _predict_batch(self, batch: Batch) -> Tensor:
-        return self.generate(
+        """Vertices ``[B, T, V, 3]`` the model generates for a batch."""
+        return self.model.generate(
             batch.audio, batch.audio_lengths, batch.motion_lengths, batch.template, self.style_for(batch)
-        )
+        ).vertices
 
     # ------------------------------------------------------------------------------------------------- steps
-    def _loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+    def _loss(self, batch: Batch) -> LossParts:
         """Training loss and its named parts; implemented by subclasses."""
         raise NotImplementedError
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        loss, parts = self._loss(batch)
+        loss = self._loss(batch)
         b = batch.audio.shape[0]
-        self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=b)
-        self.log("train/loss", loss, batch_size=b, prog_bar=True)
-        return loss
+        self.log_dict({f"train/{k}": v for k, v in loss.parts.items()}, batch_size=b)
+        self.log("train/loss", loss.total, batch_size=b, prog_bar=True)
+        return loss.total
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        loss, _ = self._loss(batch)
-        self.log("val/loss", loss, batch_size=batch.audio.shape[0], prog_bar=True)
+        self.log("val/loss", self._loss(batch).total, batch_size=batch.audio.shape[0], prog_bar=True)
         self._val_metrics_step(batch)
 
     def on_validation_epoch_start(self) -> None:
         self._val_metrics = None
 
     def _val_metrics_step(self, batch: Batch) -> None:
-        if self.assets.get("regions") is None:
+        if self.assets is None or self.assets.regions is None:
             return
         if self._val_metrics is None:
             self._val_metrics = VertexMetrics(*self._regions())
@@ -234,38 +246,10 @@ class TalkModule(L.LightningModule):
     # ---------------------------------------------------------------------------------------------- inference
     @torch.no_grad()
     def animate(self, wav: Tensor, subject: str | None = None, template: Tensor | None = None) -> Tensor:
-        """Vertices ``[T, V, 3]`` for one waveform ``[N]`` at the model's sample rate.
-
-        Args:
-            wav: Mono waveform ``[N]``.
-            subject: Subject whose template (and style, if seen in training) is used; default the first training
-                subject.
-            template: Explicit neutral mesh ``[V, 3]`` overriding the subject's template.
-        """
-        from audio.align import motion_frame_count
-
-        templates = self.assets.get("templates") or {}
-        subjects = self.train_subjects
-        if subject is None:
-            subject = subjects[0] if subjects else next(iter(templates), None)
-        if template is None:
-            if subject not in templates:
-                raise CheckpointError(
-                    f"subject '{subject}' is not in this checkpoint; choose one of {sorted(templates)}."
-                )
-            template = torch.as_tensor(templates[subject])
-        n = wav.shape[-1]
-        sample_rate = int(self.assets["sample_rate"])
-        frames = motion_frame_count(n, sample_rate, float(self.fps))
-        if frames * sample_rate < n * float(self.fps):
-            frames += 1  # cover a partial last frame, so a video of these frames never cuts the speech short
-        device = self.device
-        style = self.style_weights(subject)[None].to(device)
-        out = self.generate(
-            wav[None].float().to(device),
-            torch.tensor([n], device=device),
-            torch.tensor([frames], device=device),
-            template[None].float().to(device),
-            style,
-        )
-        return out[0].cpu()
+        """Vertices ``[T, V, 3]`` for one waveform ``[N]`` (the pipeline model's :meth:`AudioToMotion.generate`)."""
+        if self.model is None:
+            raise CheckpointError(
+                "a tokenizer checkpoint reconstructs motion but cannot animate audio; train an audio-to-motion "
+                "model (experiments/synthetic/lm.yaml) on top of it."
+            )
+        return self.model.generate(wav, subject=subject, template=template).vertices[0].cpu()

@@ -6,17 +6,20 @@ from collections.abc import Callable
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import Tensor
 
-from audio.align import interpolate_features
 from audio.encoder import AudioEncoder
 from motion.regression.regressor import FaceFormerRegressor
 from talk.data.batch import Batch
-from talk.training.base import TalkModule
+from talk.pipeline.config import bind
+from talk.pipeline.generators import RegressionGenerator
+from talk.pipeline.model import AudioToMotion
+from talk.training.base import LossParts, TalkModule
 
 
 class RegressionModule(TalkModule):
-    """Audio encoder -> features aligned to motion frames -> regressor -> vertex offsets + template.
+    """Trains the baseline's :class:`~talk.pipeline.AudioToMotion` (``self.model``): audio encoder -> features
+    aligned to motion frames -> regressor (:class:`~talk.pipeline.generators.RegressionGenerator`) -> vertex
+    offsets + template.
 
     With ``basis_components`` set, the regressor predicts coefficients of a linear basis of vertex offsets
     (principal components of the training motion, computed once when training starts and stored in the
@@ -62,102 +65,90 @@ class RegressionModule(TalkModule):
         test_condition: str | None = None,
     ) -> None:
         super().__init__(motion_dim=motion_dim, num_styles=num_styles, fps=fps, test_condition=test_condition)
-        self.save_config(["audio_encoder", "generator", "optimizer", "scheduler"])
+        from_configs = self.save_config(["audio_encoder", "generator", "optimizer", "scheduler"])
         if basis_components is not None and basis_components > motion_dim:
-            basis_components = (
-                motion_dim  # a basis never needs more components than the motion has dimensions
-            )
+            basis_components = motion_dim  # a basis never needs more components than the motion has dimensions
         if basis_components is not None and not 0 < basis_components:
             raise ValueError(
                 f"basis_components={basis_components} must be in [1, motion_dim={motion_dim}] or None."
             )
-        self.audio_encoder = audio_encoder
-        out_dim = basis_components or motion_dim
-        self.generator = generator(out_dim, num_styles, audio_encoder.output_dim)
+        regressor_args = (basis_components or motion_dim, num_styles, audio_encoder.output_dim)
+        regression = RegressionGenerator(generator(*regressor_args), motion_dim, basis_components, offset_scale)
+        self.model = AudioToMotion(
+            audio_encoder, regression, num_styles=num_styles, fps=fps, test_condition=test_condition
+        )
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.offset_scale = offset_scale
         self.velocity_weight = velocity_weight
         self.basis_frames = basis_frames
-        if basis_components is not None:
-            # Filled from the training data in on_fit_start; saved with the weights.
-            self.register_buffer("basis", torch.zeros(basis_components, motion_dim))
-            self.register_buffer("basis_mean", torch.zeros(motion_dim))
-            self.register_buffer("basis_ready", torch.tensor(False))
-        else:
-            self.basis = None
+        if from_configs:
+            self.pipeline_config = {
+                "class_path": "talk.pipeline.model.AudioToMotion",
+                "init_args": {
+                    "audio_encoder": self.hparams["audio_encoder"],
+                    "generator": {
+                        "class_path": "talk.pipeline.generators.RegressionGenerator",
+                        "init_args": {
+                            "regressor": bind(self.hparams["generator"], *regressor_args),
+                            "motion_dim": motion_dim,
+                            "basis_components": basis_components,
+                            "offset_scale": offset_scale,
+                        },
+                    },
+                    "num_styles": num_styles,
+                    "fps": float(fps),
+                    "test_condition": test_condition,
+                },
+            }
+
+    @property
+    def regression(self) -> RegressionGenerator:
+        return self.model.generator
 
     @property
     def sample_rate(self) -> int:
-        return int(self.audio_encoder.sample_rate)
+        return int(self.model.audio_encoder.sample_rate)
+
+    def legacy_state_renames(self) -> dict[str, str]:
+        return {"audio_encoder.": "model.audio_encoder.", "generator.": "model.generator.regressor.",
+                "basis": "model.generator.basis"}  # fmt: skip
 
     # ------------------------------------------------------------------------------------------------- basis
     def on_fit_start(self) -> None:
-        if self.basis is not None and not bool(self.basis_ready):
+        if self.regression.basis is not None and not bool(self.regression.basis_ready):
             self.fit_basis(self.trainer.datamodule.datasets["train"])
 
     @torch.no_grad()
     def fit_basis(self, dataset) -> None:  # noqa: ANN001 - any indexable of talk.data.Sample
         """Principal components of the training offsets (in ``offset_scale`` units), from evenly spaced frames."""
+        reg = self.regression
         lengths = [dataset[i].motion.shape[0] for i in range(len(dataset))]
         step = max(1, sum(lengths) // self.basis_frames)
         rows = []
         for i in range(len(dataset)):
             s = dataset[i]
             rows.append(((s.motion[::step] - s.template) / self.offset_scale).reshape(-1, self.motion_dim))
-        x = torch.cat(rows).to(self.basis.device)
+        x = torch.cat(rows).to(reg.basis.device)
         mean = x.mean(dim=0)
-        q = min(self.basis.shape[0], x.shape[0], self.motion_dim)
+        q = min(reg.basis.shape[0], x.shape[0], self.motion_dim)
         generator_state = torch.random.get_rng_state()
         torch.manual_seed(0)  # svd_lowrank is randomised; keep the basis reproducible
         _, _, v = torch.svd_lowrank(x - mean, q=min(q + 10, min(x.shape)), niter=4)
         torch.random.set_rng_state(generator_state)
-        self.basis.zero_()
-        self.basis[:q] = v[:, :q].T
-        self.basis_mean.copy_(mean)
-        self.basis_ready.fill_(True)
+        reg.basis.zero_()
+        reg.basis[:q] = v[:, :q].T
+        reg.basis_mean.copy_(mean)
+        reg.basis_ready.fill_(True)
 
-    def to_offsets(self, output: Tensor) -> Tensor:
-        """Generator output ``[B, T, out]`` -> offsets ``[B, T, V*3]`` in ``offset_scale`` units."""
-        if self.basis is None:
-            return output
-        return output @ self.basis + self.basis_mean
-
-    def to_coefficients(self, offsets: Tensor) -> Tensor:
-        """Offsets ``[B, T, V*3]`` (``offset_scale`` units) -> basis coefficients ``[B, T, n]``."""
-        return (offsets - self.basis_mean) @ self.basis.T
-
-    # ------------------------------------------------------------------------------------------------ forward
-    def predict_output(
-        self, audio: Tensor, audio_lengths: Tensor, num_frames: Tensor, style: Tensor
-    ) -> Tensor:
-        """Generator output ``[B, T, basis_components or V*3]``.
-
-        Args:
-            audio: ``[B, N]`` waveforms.
-            audio_lengths: ``[B]`` valid samples.
-            num_frames: ``[B]`` motion frames to produce per sequence.
-            style: ``[B]`` style ids or ``[B, S]`` style weights.
-        """
-        features = self.audio_encoder(audio, audio_lengths)
-        aligned = interpolate_features(features, num_frames, fps=self.fps)
-        return self.generator(aligned.x, style, aligned.mask)
-
-    def generate(
-        self, audio: Tensor, audio_lengths: Tensor, num_frames: Tensor, template: Tensor, style: Tensor
-    ) -> Tensor:
-        """Vertices ``[B, T, V, 3]`` for the given audio, templates ``[B, V, 3]`` and styles."""
-        offsets = self.to_offsets(self.predict_output(audio, audio_lengths, num_frames, style))
-        b, t, _ = offsets.shape
-        return template[:, None] + offsets.view(b, t, -1, 3) * self.offset_scale
-
-    def _loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+    def _loss(self, batch: Batch) -> LossParts:
         style = self.style_for(batch)
-        output = self.predict_output(batch.audio, batch.audio_lengths, batch.motion_lengths, style)
+        features = self.model.features(batch.audio, batch.audio_lengths)
+        output = self.regression.output(features, batch.motion_lengths, style, self.model.fps)
         b, t, _ = output.shape
         target = (batch.motion - batch.template[:, None]).reshape(b, t, -1) / self.offset_scale
-        if self.basis is not None:
-            target = self.to_coefficients(target)
+        if self.regression.basis is not None:
+            target = self.regression.to_coefficients(target)
         # Normalised per vertex coordinate, so both parameterisations report the same scale of loss.
         denom = self.motion_dim
         mask = batch.motion_mask[..., None].to(output.dtype)
@@ -166,4 +157,4 @@ class RegressionModule(TalkModule):
         vel = ((output.diff(dim=1) - target.diff(dim=1)).pow(2) * vel_mask).sum() / (
             vel_mask.sum() * denom
         ).clamp(min=1)
-        return rec + self.velocity_weight * vel, {"reconstruction": rec, "velocity": vel}
+        return LossParts(rec + self.velocity_weight * vel, {"reconstruction": rec, "velocity": vel})

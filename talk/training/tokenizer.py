@@ -13,7 +13,7 @@ from motion.tokens.tokenizer import MotionTokenizer
 from talk.data.batch import Batch
 from talk.errors import CheckpointError
 from talk.metrics import VertexMetrics
-from talk.training.base import TalkModule
+from talk.training.base import LossParts, TalkModule
 from talk.training.motion_space import MotionSpace
 
 
@@ -88,12 +88,6 @@ class TokenizerModule(MotionSpace, TalkModule):
     def _predict_batch(self, batch: Batch) -> Tensor:
         return self.reconstruct(batch)
 
-    def generate(self, *args, **kwargs) -> Tensor:  # noqa: ANN002, ANN003
-        raise CheckpointError(
-            "a tokenizer checkpoint reconstructs motion but cannot animate audio; train an audio-to-motion model "
-            "(experiments/synthetic/lm.yaml) on top of it."
-        )
-
     @staticmethod
     def _errors(err: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """Masked mean squared error ``err`` ``[B, T, D]`` and its frame-to-frame difference (velocity)."""
@@ -103,7 +97,7 @@ class TokenizerModule(MotionSpace, TalkModule):
         vel = (err.diff(dim=1).pow(2) * vel_mask).sum() / (vel_mask.sum() * err.shape[-1]).clamp(min=1)
         return rec, vel
 
-    def _loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+    def _loss(self, batch: Batch) -> LossParts:
         motion = self.motion(batch)
         out = self.tokenizer(motion, batch.motion_mask)
         scale = self.offset_scale if self.face_model is None else self.param_scale
@@ -119,7 +113,7 @@ class TokenizerModule(MotionSpace, TalkModule):
         for k in range(self.tokenizer.num_quantizers):
             parts[f"perplexity/{k}"] = out.perplexity[k]
             parts[f"usage/{k}"] = out.usage[k]
-        return loss, parts
+        return LossParts(loss, parts)
 
     def on_train_epoch_end(self) -> None:
         for k, layer in enumerate(self.tokenizer.quantizer.layers):

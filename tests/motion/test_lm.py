@@ -1,9 +1,13 @@
+import dataclasses
+
 import pytest
 import torch
 
-import motion.lm.kv_cache as kv_cache
-from motion.lm.model import MotionLM, MotionLMInputError
-from motion.lm.sampling import SamplingConfigError
+import motion.lm.transformer as transformer
+from motion.lm import Generation, LMLoss, MotionLM, MotionLMConfigError, MotionLMInputError, Sampling
+from talk.errors import UserError
+
+GREEDY = Sampling(temperature=0.0)
 
 K, C, DA = 3, 11, 6
 
@@ -55,7 +59,7 @@ def test_kv_cache_decoding_equals_full_forward(pattern, max_context):
 def test_greedy_generation_is_the_argmax_of_the_teacher_forced_model(pattern):
     model = make(pattern)
     audio, _ = data(tq=17)
-    codes = model.generate(audio, STYLE, greedy=True)
+    codes = model.generate(audio, STYLE, sampling=GREEDY).codes
     assert codes.shape == (2, K, 17) and codes.dtype == torch.long
     out = model(codes, audio, STYLE)  # cfg_scale=1: the conditional model alone
     sequence = model.pattern.build(codes).sequence
@@ -67,20 +71,25 @@ def test_greedy_generation_is_the_argmax_of_the_teacher_forced_model(pattern):
 def test_stream_equals_generate_greedy(pattern, chunk):
     model = make(pattern)
     audio, _ = data(tq=20)
-    offline = model.generate(audio, STYLE, greedy=True)
-    pieces = list(model.stream(audio.split(chunk, dim=1), STYLE, greedy=True))
-    assert all(p.shape[:2] == (2, K) and p.shape[2] >= 1 for p in pieces)
-    assert torch.equal(torch.cat(pieces, dim=-1), offline)
+    offline = model.generate(audio, STYLE, sampling=GREEDY)
+    pieces = list(model.stream(audio.split(chunk, dim=1), STYLE, sampling=GREEDY))
+    assert all(isinstance(p, Generation) and p.probs is None for p in pieces)
+    assert all(p.codes.shape[:2] == (2, K) and p.num_frames >= 1 for p in pieces)
+    assert torch.equal(torch.cat([p.codes for p in pieces], dim=-1), offline.codes)
 
 
-def test_stream_equals_generate_when_sampling_with_cfg_and_a_seed():
+@pytest.mark.parametrize(
+    "sampling", [Sampling(temperature=0.9, top_k=5, top_p=0.9, cfg_scale=2.0, seed=3), Sampling()]
+)
+def test_stream_equals_generate_when_sampling_with_a_seed(sampling):
+    """The generator comes from the Sampling inside each call: a stream draws exactly what generate draws."""
     model = make("delay")
     audio, _ = data(tq=15)
-    kw = dict(temperature=0.9, top_k=5, top_p=0.9, cfg_scale=2.0)
-    offline = model.generate(audio, STYLE, generator=torch.Generator().manual_seed(3), **kw)
+    offline = model.generate(audio, STYLE, sampling=sampling).codes
     chunks = [audio[:, :4], audio[:, 4:4], audio[:, 4:11], audio[:, 11:]]  # includes an empty chunk
-    online = model.stream(chunks, STYLE, generator=torch.Generator().manual_seed(3), **kw)
-    assert torch.equal(torch.cat(list(online), dim=-1), offline)
+    online = model.stream(chunks, STYLE, sampling=sampling)
+    assert torch.equal(torch.cat([p.codes for p in online], dim=-1), offline)
+    assert torch.equal(model.generate(audio, STYLE, sampling=sampling).codes, offline)  # a fresh generator
 
 
 @pytest.mark.parametrize("pattern,lookahead", [("delay", 2), ("delay", 0), ("delay", 4), ("parallel", 1)])
@@ -96,8 +105,8 @@ def test_stream_yields_each_frame_as_soon_as_its_audio_allows(pattern, lookahead
             assert sum(yielded) == max(0, i - latency), (i, sum(yielded))
             yield audio[:, i : i + 1]
 
-    for piece in model.stream(chunks(), STYLE, greedy=True):
-        yielded.append(piece.shape[-1])
+    for piece in model.stream(chunks(), STYLE, sampling=GREEDY):
+        yielded.append(piece.num_frames)
     assert sum(yielded) == 12
 
 
@@ -117,41 +126,48 @@ def test_audio_impulse_never_reaches_frames_before_t_minus_lookahead(pattern):
     assert not changed[:, : t - 2].any()
     assert changed[:, t - 2].any()  # the look-ahead is really used: frame t - lookahead hears frame t
     # Greedy generation agrees: codes of frames before t - lookahead are the same.
-    a, b = model.generate(audio, STYLE, greedy=True), model.generate(poked, STYLE, greedy=True)
-    assert torch.equal(a[..., : t - 2], b[..., : t - 2])
+    a, b = model.generate(audio, STYLE, sampling=GREEDY), model.generate(poked, STYLE, sampling=GREEDY)
+    assert torch.equal(a.codes[..., : t - 2], b.codes[..., : t - 2])
 
 
 def test_codes_in_range_and_reproducible_sampling():
     model = make("delay")
     audio, _ = data(tq=25)
 
-    def draw(seed, **kw):
-        return model.generate(audio, STYLE, generator=torch.Generator().manual_seed(seed), **kw)
+    def draw(seed):
+        return model.generate(audio, STYLE, sampling=Sampling(temperature=1.3, seed=seed)).codes
 
-    a = draw(7, temperature=1.3)
+    a = draw(7)
     assert a.shape == (2, K, 25) and int(a.min()) >= 0 and int(a.max()) < C
-    assert torch.equal(a, draw(7, temperature=1.3))
-    assert not torch.equal(a, draw(8, temperature=1.3))
-    assert model.generate(audio, STYLE, num_frames=9, greedy=True).shape == (2, K, 9)
-    assert model.generate(audio, STYLE, num_frames=0).shape == (2, K, 0)
+    assert torch.equal(a, draw(7))
+    assert not torch.equal(a, draw(8))
+    # seed=None draws from torch's global generator.
+    torch.manual_seed(5)
+    b = draw(None)
+    torch.manual_seed(5)
+    assert torch.equal(b, draw(None))
+    assert model.generate(audio, STYLE, num_frames=9, sampling=GREEDY).codes.shape == (2, K, 9)
+    empty = model.generate(audio, STYLE, num_frames=0, return_probs=True)
+    assert empty.codes.shape == (2, K, 0) and empty.probs.shape == (2, K, 0, C)
 
 
 def test_top_k_1_and_tiny_top_p_equal_greedy():
     model = make("delay")
     audio, _ = data(tq=14)
-    greedy = model.generate(audio, STYLE, greedy=True)
-    assert torch.equal(model.generate(audio, STYLE, top_k=1, temperature=1.5), greedy)
-    assert torch.equal(model.generate(audio, STYLE, top_p=1e-6, temperature=1.5), greedy)
-    assert torch.equal(model.generate(audio, STYLE, temperature=0.0), greedy)
+    greedy = model.generate(audio, STYLE, sampling=GREEDY).codes
+    top1 = model.generate(audio, STYLE, sampling=Sampling(temperature=1.5, top_k=1))
+    nucleus = model.generate(audio, STYLE, sampling=Sampling(temperature=1.5, top_p=1e-6))
+    assert torch.equal(top1.codes, greedy) and torch.equal(nucleus.codes, greedy)
+    # Greedy ignores top-k, top-p and the seed.
+    assert torch.equal(model.generate(audio, STYLE, sampling=Sampling(0.0, 3, 0.5, seed=None)).codes, greedy)
 
 
 def test_cfg_combines_conditional_and_null_branches():
     model = make("delay")
     audio, _ = data(tq=14)
-    cond_only = model.generate(audio, STYLE, greedy=True)
-    assert torch.equal(model.generate(audio, STYLE, greedy=True, cfg_scale=1.0), cond_only)
+    cond_only = model.generate(audio, STYLE, sampling=GREEDY).codes
     scale = 2.5
-    codes = model.generate(audio, STYLE, greedy=True, cfg_scale=scale)
+    codes = model.generate(audio, STYLE, sampling=Sampling(temperature=0.0, cfg_scale=scale)).codes
     assert not torch.equal(codes, cond_only)
     c = model(codes, audio, STYLE, drop_condition=torch.tensor([False, False]))
     u = model(codes, audio, STYLE, drop_condition=torch.tensor([True, True]))
@@ -164,14 +180,14 @@ def test_sliding_window_keeps_attention_and_memory_flat(monkeypatch):
     model = make("delay", max_context=16)
     audio, _ = data(b=1, tq=150)
     seen = []
-    real = kv_cache.F.scaled_dot_product_attention
+    real = transformer.F.scaled_dot_product_attention
 
     def spy(q, k, v, *args, **kw):
         seen.append((k.shape[2], k.untyped_storage().data_ptr()))
         return real(q, k, v, *args, **kw)
 
-    monkeypatch.setattr(kv_cache.F, "scaled_dot_product_attention", spy)
-    codes = model.generate(audio, STYLE[:1], temperature=0.8, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(transformer.F, "scaled_dot_product_attention", spy)
+    codes = model.generate(audio, STYLE[:1], sampling=Sampling(temperature=0.8)).codes
     steps = model.pattern.num_steps(150)
     layers = len(model.blocks)
     assert codes.shape == (1, K, 150) and int(codes.max()) < C
@@ -215,12 +231,12 @@ def test_loss_decreases_on_a_learnable_task():
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(30):
-        loss, per_codebook = model.loss(codes, audio, style)
+        loss = model.loss(codes, audio, style)
         opt.zero_grad()
-        loss.backward()
+        loss.total.backward()
         opt.step()
-        losses.append(loss.item())
-    assert per_codebook.shape == (2,)
+        losses.append(loss.total.item())
+    assert isinstance(loss, LMLoss) and loss.per_codebook.shape == (2,)
     assert losses[0] > 1.8  # ~ln 8 at init
     assert losses[-1] < 0.35 * losses[0]
 
@@ -238,12 +254,14 @@ def test_input_errors_are_clear():
         model(codes + C, audio, STYLE)
     with pytest.raises(MotionLMInputError, match="frame count"):
         model(codes, audio[:, :5], STYLE)
-    with pytest.raises(SamplingConfigError, match="top_p"):
-        model.generate(audio, STYLE, top_p=1.5)
-    with pytest.raises(SamplingConfigError, match="temperature"):
-        model.stream([audio], STYLE, temperature=-1.0)
+    with pytest.raises(MotionLMInputError, match="batch"):
+        model.generate(audio[:1], STYLE)
     with pytest.raises(MotionLMInputError, match="batch"):
         list(model.stream([audio[:1]], STYLE))
+    with pytest.raises(MotionLMInputError, match="audio chunk"):
+        list(model.stream([audio[..., :4]], STYLE))
+    with pytest.raises(TypeError, match="Sampling"):
+        model.generate(audio, STYLE, sampling=dict(temperature=0.0))
 
 
 def test_token_corruption_changes_only_training_inputs():
@@ -256,8 +274,8 @@ def test_token_corruption_changes_only_training_inputs():
     model.train()
     reference.train()
     torch.manual_seed(3)
-    corrupted = model.loss(codes, audio, STYLE)[0]
-    clean = reference.loss(codes, audio, STYLE)[0]
+    corrupted = model.loss(codes, audio, STYLE).total
+    clean = reference.loss(codes, audio, STYLE).total
     assert not torch.isclose(corrupted, clean)  # the inputs were replaced...
     # ...but only the inputs: the first step reads BOS alone, so its logits are untouched by corruption.
     torch.manual_seed(3)
@@ -275,8 +293,9 @@ def test_token_corruption_must_be_a_probability(value):
 def test_generate_returns_the_distribution_each_token_was_chosen_from(pattern):
     model = make(pattern)
     audio, _ = data(tq=9)
-    codes, probs = model.generate(audio, STYLE, greedy=True, return_probs=True)
-    assert torch.equal(codes, model.generate(audio, STYLE, greedy=True))
+    out = model.generate(audio, STYLE, sampling=GREEDY, return_probs=True)
+    codes, probs = out.codes, out.probs
+    assert torch.equal(codes, model.generate(audio, STYLE, sampling=GREEDY).codes)
     assert probs.shape == (2, K, 9, C) and not probs.is_inference()
     torch.testing.assert_close(probs.sum(-1), torch.ones(2, K, 9))
     assert torch.equal(probs.argmax(-1), codes)  # greedy: frame layout lines up with the codes
@@ -285,8 +304,7 @@ def test_generate_returns_the_distribution_each_token_was_chosen_from(pattern):
     expected = torch.stack([logits[:, k, d : d + 9] for k, d in enumerate(model.pattern.delays)], 1)
     torch.testing.assert_close(probs, expected.softmax(-1), atol=1e-5, rtol=1e-4)
     # Sampling: the distribution at the sampling temperature.
-    _, hot = model.generate(audio, STYLE, temperature=0.5, generator=torch.Generator().manual_seed(0),
-                            return_probs=True)  # fmt: skip
+    hot = model.generate(audio, STYLE, sampling=Sampling(temperature=0.5), return_probs=True).probs
     assert hot.max(-1).values.mean() > probs.max(-1).values.mean()
 
 
@@ -294,24 +312,45 @@ def test_generate_returns_the_distribution_each_token_was_chosen_from(pattern):
 def test_stream_returns_the_same_distributions_as_generate(pattern):
     model = make(pattern)
     audio, _ = data(tq=16)
-    codes, probs = model.generate(audio, STYLE, greedy=True, return_probs=True)
-    pieces = list(model.stream(audio.split(3, dim=1), STYLE, greedy=True, return_probs=True))
-    assert all(isinstance(p, tuple) and p[1].shape[:3] == p[0].shape for p in pieces)
-    assert torch.equal(torch.cat([p[0] for p in pieces], dim=-1), codes)
-    torch.testing.assert_close(torch.cat([p[1] for p in pieces], dim=2), probs)
+    offline = model.generate(audio, STYLE, sampling=GREEDY, return_probs=True)
+    pieces = list(model.stream(audio.split(3, dim=1), STYLE, sampling=GREEDY, return_probs=True))
+    assert all(isinstance(p, Generation) and p.probs.shape[:3] == p.codes.shape for p in pieces)
+    assert torch.equal(torch.cat([p.codes for p in pieces], dim=-1), offline.codes)
+    torch.testing.assert_close(torch.cat([p.probs for p in pieces], dim=2), offline.probs)
 
 
 def test_codebook_weights_reweight_the_loss():
     audio, codes = data()
     plain = make(pattern="parallel", dropout=0.0, cfg_dropout=0.0)
-    loss, per_codebook = plain.loss(codes, audio, STYLE)
-    torch.testing.assert_close(
-        loss, per_codebook.mean()
-    )  # parallel pattern: every codebook has the same count
+    loss = plain.loss(codes, audio, STYLE)
+    # Parallel pattern: every codebook has the same count.
+    torch.testing.assert_close(loss.total, loss.per_codebook.mean())
     coarse = make(pattern="parallel", dropout=0.0, cfg_dropout=0.0, codebook_weights=[1.0, 0.0, 0.0])
-    weighted, same = coarse.loss(codes, audio, STYLE)
-    torch.testing.assert_close(same, per_codebook)  # logged losses stay unweighted
-    torch.testing.assert_close(weighted, per_codebook[0])
+    weighted = coarse.loss(codes, audio, STYLE)
+    torch.testing.assert_close(weighted.per_codebook, loss.per_codebook)  # logged losses stay unweighted
+    torch.testing.assert_close(weighted.total, loss.per_codebook[0])
     for bad in ([1.0, 1.0], [1.0, -1.0, 1.0], [0.0, 0.0, 0.0]):
         with pytest.raises(ValueError, match="codebook_weights"):
             make(codebook_weights=bad)
+
+
+def test_generate_and_stream_return_generations():
+    model = make("delay")
+    audio, _ = data(tq=8)
+    out = model.generate(audio, STYLE)
+    assert isinstance(out, Generation) and out.probs is None
+    assert out.codes.shape == (2, K, 8) and out.num_frames == 8 and not out.codes.is_inference()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        out.codes = out.codes
+    pieces = list(model.stream(audio.split(2, dim=1), STYLE, return_probs=True))
+    assert pieces and all(isinstance(p, Generation) and p.probs.shape == (*p.codes.shape, C) for p in pieces)
+    assert sum(p.num_frames for p in pieces) == 8
+    with pytest.raises(ValueError, match="long"):
+        Generation(torch.zeros(1, K, 2))
+
+
+def test_model_errors_are_user_errors():
+    for error in (MotionLMInputError, MotionLMConfigError):
+        assert issubclass(error, UserError) and issubclass(error, ValueError)
+    with pytest.raises(MotionLMConfigError, match="lookahead"):
+        make(lookahead=-1)

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from motion.lm.patterns import Pattern, PatternError
+from motion.lm import Pattern, PatternError
+from talk.errors import UserError
 
 
 @pytest.mark.parametrize("kind", ["parallel", "delay"])
@@ -64,3 +65,7 @@ def test_errors_name_the_problem():
         Pattern("delay", num_codebooks=4).build(torch.zeros(1, 3, 5, dtype=torch.long))
     with pytest.raises(PatternError, match="more than 3 steps"):
         Pattern("delay", num_codebooks=4).revert(torch.zeros(1, 4, 2, dtype=torch.long))
+
+
+def test_pattern_errors_are_user_errors():
+    assert issubclass(PatternError, UserError) and issubclass(PatternError, ValueError)

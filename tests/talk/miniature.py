@@ -215,10 +215,16 @@ def write_biwi_miniature(
     (root / "templates.pkl").write_bytes(py2_pickle_dumps(templates))
     (root / "regions" / "lve.txt").write_text(", ".join(str(i) for i in BIWI_LIPS))
     (root / "regions" / "fdd.txt").write_text(", ".join(str(i) for i in BIWI_UPPER))
-    faces = [(0, i, i + 1) for i in range(1, BIWI_V - 1)]
-    ply = ["ply", "format ascii 1.0", f"element vertex {BIWI_V}", "property float x", "property float y",
-           "property float z", f"element face {len(faces)}", "property list uchar int vertex_indices", "end_header"]  # fmt: skip
-    ply += [" ".join(f"{c:.6f}" for c in v) for v in next(iter(templates.values()))]
-    ply += [f"3 {a} {b} {c}" for a, b, c in faces]
-    (root / "BIWI.ply").write_text("\n".join(ply) + "\n")
+    write_fan_ply(root / "BIWI.ply", next(iter(templates.values())))
     return root
+
+
+def write_fan_ply(path: Path, vertices: np.ndarray) -> np.ndarray:
+    """Writes an ascii ``.ply`` of ``vertices [V, 3]`` meshed as a fan around vertex 0; returns its faces."""
+    faces = np.array([(0, i, i + 1) for i in range(1, len(vertices) - 1)], dtype=np.int64)
+    ply = ["ply", "format ascii 1.0", f"element vertex {len(vertices)}", "property float x", "property float y",
+           "property float z", f"element face {len(faces)}", "property list uchar int vertex_indices", "end_header"]  # fmt: skip
+    ply += [" ".join(f"{c:.6f}" for c in v) for v in vertices]
+    ply += [f"3 {a} {b} {c}" for a, b, c in faces]
+    path.write_text("\n".join(ply) + "\n")
+    return faces

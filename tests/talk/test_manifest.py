@@ -96,7 +96,7 @@ def test_vertex_manifest_splits_fps_and_samples(vertex_set):
     assert batch.datasets == ["other"] and batch.motion.shape == (1, 9, V, 3)
     regions = dm.regions()
     assert regions["lips"].tolist() == LIPS.tolist() and regions["upper_face"].tolist() == UPPER.tolist()
-    assert dm.faces() is None and set(dm.templates) == set(SUBJECTS)
+    assert dm.faces() is None and set(dm.templates()) == set(SUBJECTS)
 
 
 def test_resample_false_rejects_other_fps(vertex_set):
@@ -153,7 +153,7 @@ def test_flame_parameter_manifest(face, tmp_path):
         still.motion.numpy(), np.broadcast_to(still.template.numpy(), still.motion.shape)
     )
     np.testing.assert_allclose(still.template.numpy(), flame.v_template.numpy(), atol=1e-7)
-    np.testing.assert_allclose(dm.templates["s1"], neutral.numpy(), atol=1e-6)
+    np.testing.assert_allclose(dm.templates()["s1"], neutral.numpy(), atol=1e-6)
     assert dm.faces().shape == tuple(flame.faces.shape)
     assert len(dm.regions()["lips"]) > 0
     # the motion-rate parameters travel in the batch, for models that work on FLAME motion

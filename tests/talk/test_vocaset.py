@@ -123,5 +123,5 @@ def test_templates_pickled_by_python2_with_latin1_bytes_load(tmp_path):
     data = pickle.dumps({k: v.astype(np.float64) for k, v in templates.items()}, protocol=2)
     (tmp_path / "templates.pkl").write_bytes(data)
     dm = make_dm(tmp_path)
-    assert set(dm.templates) == set(SUBJECTS)
-    assert dm.templates["FaceTalk_A_TA"].dtype == np.float32
+    assert set(dm.templates()) == set(SUBJECTS)
+    assert dm.templates()["FaceTalk_A_TA"].dtype == np.float32

@@ -27,349 +27,28 @@ whose fps differs is an error instead. Every validation error names the manifest
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
-import torch
-from torch import Tensor
-from torch.utils.data import Dataset
 
-from audio.io import load_audio
-from talk.data.batch import Sample
-from talk.data.formats.biwi import load_faces, metric_regions
-from talk.data.loaders import SplitLoadersMixin
-from talk.errors import DatasetError
+from talk.data.asset_files import load_templates
+from talk.data.base import SPLITS, TalkDataModule
+from talk.data.formats.manifest_dataset import FlameSample, ManifestDataset, flame_neutral, resample_frames
+from talk.data.formats.manifest_file import ManifestEntry, ManifestError, read_manifest
 
-SPLITS = ("train", "val", "test")
-REQUIRED_KEYS = ("audio", "motion", "subject", "fps", "split")
-OPTIONAL_KEYS = ("dataset", "name")
-# FLAME parameter key -> per-frame width (None: any width); "shape" is per sequence.
-FLAME_KEYS: dict[str, int | None] = {"expression": None, "jaw": 3, "neck": 3, "eyes": 6, "global_pose": 3}
-REQUIRED_FLAME_KEYS = ("expression", "jaw")
-
-
-class ManifestError(DatasetError):
-    """A manifest line or the file it points to is invalid; the message names the manifest and line."""
+# the line format's parts, importable from here as before the module was split
+__all__ = [
+    "FlameSample",
+    "ManifestDataModule",
+    "ManifestEntry",
+    "ManifestError",
+    "read_manifest",
+    "resample_frames",
+]
 
 
-@dataclass(frozen=True)
-class ManifestEntry:
-    """One validated manifest line.
-
-    Attributes:
-        line: 1-based line number in the manifest.
-        name: Unique sequence name.
-        subject: Subject (speaker) name.
-        split: ``train``, ``val`` or ``test``.
-        dataset: Dataset name carried with the batch.
-        audio: Absolute audio path.
-        motion: Absolute motion path.
-        fps: Frame rate of the motion file.
-        kind: ``"vertices"`` (``.npy``) or ``"flame"`` (``.npz``).
-        frames: Frames in the motion file.
-        num_vertices: Vertices per frame of a ``.npy`` (None for FLAME parameters).
-        shape: FLAME identity coefficients ``[Ns]`` of an ``.npz`` (None when absent or for vertices).
-        expression_dim: Expression coefficients of an ``.npz`` (0 for vertices).
-    """
-
-    line: int
-    name: str
-    subject: str
-    split: str
-    dataset: str
-    audio: Path
-    motion: Path
-    fps: float
-    kind: str
-    frames: int
-    num_vertices: int | None = None
-    shape: tuple[float, ...] | None = None
-    expression_dim: int = 0
-
-
-@dataclass
-class FlameSample(Sample):
-    """A :class:`Sample` decoded from FLAME parameters, keeping the raw parameters.
-
-    Attributes:
-        params: The ``.npz`` arrays as float32 tensors (``expression [T, Ne]``, ``jaw [T, 3]``, ...), unresampled.
-        params_fps: Frame rate of ``params`` (the manifest line's fps).
-    """
-
-    params: dict[str, Tensor] | None = None
-    params_fps: float | None = None
-
-
-def resample_frames(x: np.ndarray, source_fps: float, fps: float) -> np.ndarray:
-    """Brings ``x [T, ...]`` from ``source_fps`` to ``fps`` (stride for integer ratios, else linear in time)."""
-    if source_fps == fps:
-        return x
-    ratio = source_fps / fps
-    n_out = int(math.floor((x.shape[0] - 1) / ratio + 1e-9)) + 1
-    if abs(ratio - round(ratio)) < 1e-9:
-        return x[:: int(round(ratio))]
-    pos = np.arange(n_out) * ratio
-    lo = np.minimum(np.floor(pos + 1e-9).astype(np.int64), x.shape[0] - 1)
-    hi = np.minimum(lo + 1, x.shape[0] - 1)
-    w = (pos - lo).clip(0.0, 1.0).reshape(-1, *([1] * (x.ndim - 1)))
-    return (x[lo] * (1.0 - w) + x[hi] * w).astype(x.dtype)
-
-
-# ------------------------------------------------------------------------------------------------- parsing
-def _check_npy(path: Path, where: str) -> tuple[int, int]:
-    try:
-        arr = np.load(path, mmap_mode="r")
-    except ValueError as exc:
-        if "allow_pickle" in str(exc) or "Python objects" in str(exc):
-            raise ManifestError(
-                f"{where}: {path} holds pickled Python objects; save FLAME parameters with np.savez as .npz, "
-                "or vertices as a plain float array."
-            ) from None
-        raise ManifestError(f"{where}: {path} is not a readable .npy file ({exc}).") from None
-    except Exception as exc:  # noqa: BLE001
-        raise ManifestError(f"{where}: {path} is not a readable .npy file ({exc}).") from None
-    ok = arr.ndim == 2 and arr.shape[1] % 3 == 0 or arr.ndim == 3 and arr.shape[2] == 3
-    if not ok or arr.shape[0] < 1 or arr.shape[1] < 1 or not np.issubdtype(arr.dtype, np.number):
-        raise ManifestError(
-            f"{where}: {path} has shape {tuple(arr.shape)} ({arr.dtype}); vertex motion must be a numeric "
-            "[T, V*3] or [T, V, 3] array with T >= 1."
-        )
-    return int(arr.shape[0]), int(arr.shape[1] // 3 if arr.ndim == 2 else arr.shape[1])
-
-
-def _check_npz(path: Path, where: str) -> tuple[int, tuple[float, ...] | None, int]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            params = {k: np.asarray(npz[k]) for k in npz.files}
-    except Exception as exc:  # noqa: BLE001
-        raise ManifestError(f"{where}: {path} is not a readable .npz file ({exc}).") from None
-    allowed = [*FLAME_KEYS, "shape"]
-    unknown = sorted(set(params) - set(allowed))
-    missing = [k for k in REQUIRED_FLAME_KEYS if k not in params]
-    if unknown or missing:
-        problem = f"lacks {missing}" if missing else f"has unknown key(s) {unknown}"
-        raise ManifestError(
-            f"{where}: {path} {problem}; FLAME motion needs expression [T,Ne] and jaw [T,3], optionally "
-            "neck [T,3], eyes [T,6], global_pose [T,3], shape [Ns]."
-        )
-    frames = params["expression"].shape[0] if params["expression"].ndim == 2 else -1
-    for key, width in FLAME_KEYS.items():
-        if key not in params:
-            continue
-        a = params[key]
-        if a.ndim != 2 or a.shape[0] != frames or (width is not None and a.shape[1] != width):
-            expected = f"[{frames if frames >= 0 else 'T'}, {width if width is not None else 'Ne'}]"
-            raise ManifestError(f"{where}: {path} key '{key}' has shape {a.shape}; expected {expected}.")
-    if frames < 1:
-        raise ManifestError(f"{where}: {path} has no frames (expression shape {params['expression'].shape}).")
-    shape = params.get("shape")
-    if shape is not None and shape.ndim != 1:
-        raise ManifestError(f"{where}: {path} key 'shape' has shape {shape.shape}; expected [Ns].")
-    for key, a in params.items():
-        if not np.issubdtype(a.dtype, np.number) or not np.isfinite(a).all():
-            raise ManifestError(f"{where}: {path} key '{key}' is not a finite numeric array.")
-    return (
-        frames,
-        None if shape is None else tuple(float(v) for v in shape),
-        int(params["expression"].shape[1]),
-    )
-
-
-def read_manifest(path: str | Path, default_dataset: str = "manifest") -> list[ManifestEntry]:
-    """Parses and validates a jsonl manifest (see the module docstring).
-
-    Args:
-        path: The manifest.
-        default_dataset: Dataset name of lines without ``"dataset"``.
-
-    Returns:
-        One entry per non-empty line.
-
-    Raises:
-        ManifestError: naming the manifest file and line of the first invalid line.
-    """
-    manifest = Path(path)
-    if not manifest.is_file():
-        raise ManifestError(f"manifest {manifest} not found; pass data.manifest=<file.jsonl>.")
-    base = manifest.parent
-    entries: list[ManifestEntry] = []
-    names: dict[str, int] = {}
-    for number, text in enumerate(manifest.read_text().splitlines(), start=1):
-        if not text.strip():
-            continue
-        where = f"{manifest}:{number}"
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ManifestError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}).") from None
-        if not isinstance(obj, dict):
-            raise ManifestError(f"{where}: each line must be a JSON object, got {type(obj).__name__}.")
-        missing = [k for k in REQUIRED_KEYS if k not in obj]
-        if missing:
-            raise ManifestError(f"{where}: missing key(s) {missing}; every line needs {list(REQUIRED_KEYS)}.")
-        unknown = sorted(set(obj) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
-        if unknown:
-            raise ManifestError(
-                f"{where}: unknown key(s) {unknown}; allowed are {[*REQUIRED_KEYS, *OPTIONAL_KEYS]}."
-            )
-        for key in ("audio", "motion", "subject", "split", *[k for k in OPTIONAL_KEYS if k in obj]):
-            if not isinstance(obj[key], str) or not obj[key].strip():
-                raise ManifestError(f"{where}: '{key}' must be a non-empty string, got {obj[key]!r}.")
-        fps = obj["fps"]
-        if isinstance(fps, bool) or not isinstance(fps, int | float) or not math.isfinite(fps) or fps <= 0:
-            raise ManifestError(f"{where}: 'fps' must be a positive number, got {fps!r}.")
-        if obj["split"] not in SPLITS:
-            raise ManifestError(f"{where}: 'split' is {obj['split']!r}; use one of {list(SPLITS)}.")
-        files = {}
-        for key in ("audio", "motion"):
-            p = Path(obj[key]).expanduser()
-            p = p if p.is_absolute() else base / p
-            if not p.is_file():
-                raise ManifestError(f"{where}: {key} file {obj[key]} not found (looked for {p}).")
-            files[key] = p
-        motion = files["motion"]
-        if motion.suffix == ".npy":
-            frames, n_verts = _check_npy(motion, where)
-            extra: dict[str, Any] = {"kind": "vertices", "num_vertices": n_verts}
-        elif motion.suffix == ".npz":
-            frames, shape, n_exp = _check_npz(motion, where)
-            extra = {"kind": "flame", "shape": shape, "expression_dim": n_exp}
-        else:
-            raise ManifestError(
-                f"{where}: motion file {obj['motion']} must be .npy (vertices) or .npz (FLAME parameters)."
-            )
-        name = obj.get("name", motion.stem)
-        if name in names:
-            raise ManifestError(
-                f"{where}: sequence name '{name}' is already used on line {names[name]}; add a unique \"name\"."
-            )
-        names[name] = number
-        entries.append(
-            ManifestEntry(
-                line=number,
-                name=name,
-                subject=obj["subject"],
-                split=obj["split"],
-                dataset=obj.get("dataset", default_dataset),
-                audio=files["audio"],
-                motion=motion,
-                fps=float(fps),
-                frames=frames,
-                **extra,
-            )
-        )
-    if not entries:
-        raise ManifestError(f"manifest {manifest} has no lines; add one JSON object per sequence.")
-    return entries
-
-
-# ------------------------------------------------------------------------------------------------- dataset
-@torch.no_grad()
-def decode_flame(flame: Any, params: dict[str, Tensor]) -> np.ndarray:
-    """FLAME parameters (``.npz`` keys, ``[T, ...]`` tensors) -> vertices ``[T, V, 3]`` float32."""
-    from motion.face.flame import FLAMEParams
-
-    shape = params.get("shape")
-    seq = FLAMEParams(
-        shape=None if shape is None else shape.reshape(1, -1),
-        expression=params["expression"][None],
-        jaw_pose=params["jaw"][None],
-        neck_pose=params["neck"][None] if "neck" in params else None,
-        eye_pose=params["eyes"][None] if "eyes" in params else None,
-        global_pose=params["global_pose"][None] if "global_pose" in params else None,
-    )
-    return flame(seq).vertices[0].numpy().astype(np.float32)
-
-
-@torch.no_grad()
-def flame_neutral(flame: Any, shape: tuple[float, ...] | None) -> np.ndarray:
-    """FLAME with identity ``shape`` (None: mean face) and zero expression and pose: ``[V, 3]`` float32."""
-    from motion.face.flame import FLAMEParams
-
-    coeff = None if shape is None else torch.tensor([shape], dtype=torch.float32)
-    params = FLAMEParams(shape=coeff, jaw_pose=torch.zeros(1, 1, 3))  # zero pose; T = 1
-    return flame(params).vertices[0, 0].numpy().astype(np.float32)
-
-
-class ManifestDataset(Dataset):
-    """Reads the sequences of one split of a manifest (FLAME parameters decoded on the fly), optionally cached.
-
-    Self-contained (no reference to the DataModule or trainer), so DataLoader workers can pickle it.
-    """
-
-    def __init__(
-        self,
-        manifest: Path,
-        entries: list[ManifestEntry],
-        templates: dict[str, np.ndarray],
-        flame: Any,
-        style_index: dict[str, int],
-        fps: float,
-        sample_rate: int,
-        max_audio_seconds: float | None,
-        cache: bool,
-    ) -> None:
-        self.manifest = manifest
-        self.entries = entries
-        self.names = [e.name for e in entries]
-        self.templates = templates
-        self.flame = flame
-        self.style_index = style_index
-        self.fps = fps
-        self.sample_rate = sample_rate
-        self.max_audio_seconds = max_audio_seconds
-        self.cache: dict[int, Sample] | None = {} if cache else None
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __getitem__(self, index: int) -> Sample:
-        if self.cache is not None and index in self.cache:
-            return self.cache[index]
-        e = self.entries[index]
-        wav = load_audio(e.audio, self.sample_rate, self.max_audio_seconds)
-        common = {
-            "name": e.name, "subject": e.subject, "audio": torch.from_numpy(np.asarray(wav, np.float32)),
-            "style": self.style_index.get(e.subject, -1), "dataset": e.dataset,
-        }  # fmt: skip
-        if e.kind == "vertices":
-            raw = np.asarray(np.load(e.motion, mmap_mode="r"), dtype=np.float32).reshape(e.frames, -1, 3)
-            if not np.isfinite(raw).all():
-                raise ManifestError(
-                    f"{self.manifest}:{e.line}: {e.motion} contains NaN or infinite vertex coordinates."
-                )
-            motion = resample_frames(raw, e.fps, self.fps)
-            template = self.templates[e.subject]
-            sample: Sample = Sample(
-                motion=torch.from_numpy(np.ascontiguousarray(motion)),
-                template=torch.from_numpy(template),
-                **common,
-            )
-        else:
-            with np.load(e.motion) as npz:
-                params = {k: torch.as_tensor(np.asarray(npz[k], np.float32)) for k in npz.files}
-            motion = resample_frames(decode_flame(self.flame, params), e.fps, self.fps)
-            expression, jaw = (
-                torch.from_numpy(np.ascontiguousarray(resample_frames(params[k].numpy(), e.fps, self.fps)))
-                for k in ("expression", "jaw")
-            )
-            sample = FlameSample(
-                motion=torch.from_numpy(np.ascontiguousarray(motion)),
-                template=torch.from_numpy(flame_neutral(self.flame, e.shape)),
-                params=params, params_fps=e.fps, expression=expression, jaw=jaw, **common,
-            )  # fmt: skip
-        if self.cache is not None:
-            self.cache[index] = sample
-        return sample
-
-
-# ---------------------------------------------------------------------------------------------- datamodule
-class ManifestDataModule(SplitLoadersMixin, L.LightningDataModule):
+class ManifestDataModule(TalkDataModule):
     """Sequences listed in a jsonl manifest (see the module docstring for the line format).
 
     Args:
@@ -416,36 +95,34 @@ class ManifestDataModule(SplitLoadersMixin, L.LightningDataModule):
         upper_face_regions: list[str] = ["forehead", "eye_region"],  # noqa: B006 - jsonargparse needs a literal
         dataset_name: str = "manifest",
     ) -> None:
-        super().__init__()
-        if not fps > 0:
-            raise ManifestError(f"data.fps must be positive, got {fps}.")
-        self.manifest = Path(manifest)
-        self.root = self.manifest.parent  # metrics.json reports regions relative to this
-        self.fps = float(fps)
-        self.resample = resample
-        self.flame_model = flame_model
-        self.templates_path = templates
-        self._train_subjects = None if train_subjects is None else list(train_subjects)
-        self.sample_rate = sample_rate
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.cache = cache
-        self.max_audio_seconds = max_audio_seconds
-        self.face_model_path = face_model_path
+        manifest_path = Path(manifest)
         if regions_path is None:  # resolved here so that metrics.json names the file really used
-            beside = [self.root / "FLAME_masks.pkl"]
+            beside = [manifest_path.parent / "FLAME_masks.pkl"]
             if flame_model:
                 beside.append(Path(flame_model).parent / "FLAME_masks.pkl")
             regions_path = str(next((p for p in beside if p.is_file()), beside[0]))
-        self.regions_path = regions_path
-        self.lip_region = lip_region
-        self.upper_face_regions = list(upper_face_regions)
-        self.dataset_name = dataset_name
+        super().__init__(
+            root=manifest_path.parent,  # metrics.json reports regions relative to this
+            train_subjects=train_subjects,
+            fps=fps,
+            sample_rate=sample_rate,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            cache=cache,
+            max_audio_seconds=max_audio_seconds,
+            face_model_path=face_model_path,
+            regions_path=regions_path,
+            lip_region=lip_region,
+            upper_face_regions=upper_face_regions,
+            dataset_name=dataset_name,
+        )
+        self.manifest = manifest_path
+        self.resample = resample
+        self.flame_model = flame_model
+        self.templates_path = templates
         self._entries: list[ManifestEntry] | None = None
-        self._templates: dict[str, np.ndarray] | None = None  # the templates pickle
-        self._subject_templates: dict[str, np.ndarray] | None = None
+        self._template_pickle: dict[str, np.ndarray] | None = None
         self._flame: Any = None
-        self.datasets: dict[str, ManifestDataset] = {}
 
     # ---------------------------------------------------------------------------------------------- entries
     @property
@@ -520,65 +197,44 @@ class ManifestDataModule(SplitLoadersMixin, L.LightningDataModule):
         return self._flame
 
     def _vertex_templates(self, where: str) -> dict[str, np.ndarray]:
-        if self._templates is None:
+        if self._template_pickle is None:
             if not self.templates_path:
                 raise ManifestError(
                     f"{where}: vertex motion needs the subject's neutral mesh; pass data.templates=<templates.pkl>."
                 )
-            from talk.data.formats.vocaset import load_templates
+            self._template_pickle = load_templates(Path(self.templates_path))
+        return self._template_pickle
 
-            self._templates = load_templates(Path(self.templates_path))
-        return self._templates
+    # ------------------------------------------------------------------------------------------ format hooks
+    def _read_templates(self) -> dict[str, np.ndarray]:
+        """The templates pickle, or FLAME's neutral of the subject's first line."""
+        out: dict[str, np.ndarray] = {}
+        for e in self.entries:
+            if e.subject not in out:
+                out[e.subject] = (
+                    self._vertex_templates(f"{self.manifest}:{e.line}")[e.subject]
+                    if e.kind == "vertices"
+                    else flame_neutral(self.flame(), e.shape)
+                )
+        return out
 
-    # --------------------------------------------------------------------------------------------- metadata
-    @property
-    def templates(self) -> dict[str, np.ndarray]:
-        """Subject -> neutral mesh ``[V, 3]``: the templates pickle, or FLAME's neutral of the subject's first line."""
-        if self._subject_templates is None:
-            out: dict[str, np.ndarray] = {}
-            for e in self.entries:
-                if e.subject not in out:
-                    out[e.subject] = (
-                        self._vertex_templates(f"{self.manifest}:{e.line}")[e.subject]
-                        if e.kind == "vertices"
-                        else flame_neutral(self.flame(), e.shape)
-                    )
-            self._subject_templates = out
-        return self._subject_templates
-
-    @property
-    def train_subjects(self) -> list[str]:
-        """Training subjects in style-index order."""
-        if self._train_subjects is not None:
-            return self._train_subjects
+    def _default_train_subjects(self) -> list[str]:
+        """The sorted subjects of the train split."""
         return sorted({e.subject for e in self.entries if e.split == "train"})
 
-    @property
-    def style_index(self) -> dict[str, int]:
-        return {s: i for i, s in enumerate(self.train_subjects)}
+    def _empty_split_error(self, split: str, stage: str) -> ManifestError:
+        return ManifestError(f'{self.manifest} has no line with "split": "{split}", which `{stage}` needs.')
 
     @property
     def num_vertices(self) -> int:
+        """Vertices per mesh, known from the first line (without building every subject's template)."""
         e = self.entries[0]
         return int(e.num_vertices) if e.kind == "vertices" else int(self.flame().num_vertices)
 
-    @property
-    def motion_dim(self) -> int:
-        """Size of one flattened motion frame, ``V * 3``."""
-        return self.num_vertices * 3
-
-    @property
-    def num_styles(self) -> int:
-        return len(self.train_subjects)
-
-    def faces(self) -> np.ndarray | None:
-        """Triangles ``[F, 3]`` from ``face_model_path`` (or ``flame_model``), or None when neither is given."""
+    def face_model_file(self) -> Path | None:
+        """``face_model_path``, else ``flame_model``, else None (no faces)."""
         path = self.face_model_path or self.flame_model
-        return None if path is None else load_faces(path, self.num_vertices)
-
-    def regions(self) -> dict[str, np.ndarray]:
-        """Metric regions ``{"lips": ids, "upper_face": ids}`` from ``regions_path``."""
-        return metric_regions(self.regions_path, self.lip_region, self.upper_face_regions, self.num_vertices)
+        return None if path is None else Path(path)
 
     # ----------------------------------------------------------------------------------------------- splits
     def setup(self, stage: str | None = None) -> None:
@@ -592,9 +248,4 @@ class ManifestDataModule(SplitLoadersMixin, L.LightningDataModule):
                 self.manifest, [e for e in entries if e.split == split], vertex_templates, flame,
                 self.style_index, self.fps, self.sample_rate, self.max_audio_seconds, self.cache,
             )  # fmt: skip
-        needed = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"]}.get(stage or "fit", [])
-        for split in needed:
-            if not self.datasets[split].names:
-                raise ManifestError(
-                    f'{self.manifest} has no line with "split": "{split}", which `{stage or "fit"}` needs.'
-                )
+        self._require_splits(stage)

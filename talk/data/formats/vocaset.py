@@ -13,18 +13,17 @@ stride (``[::2]`` for 30 fps). The synthetic dataset written by ``talk data synt
 
 from __future__ import annotations
 
-import pickle
 import re
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from audio.io import load_audio
+from talk.data.asset_files import load_templates
+from talk.data.base import SPLITS, TalkDataModule
 from talk.data.batch import Sample
-from talk.data.loaders import SplitLoadersMixin
 from talk.errors import DatasetError
 
 VOCASET_TRAIN = [
@@ -57,30 +56,6 @@ def sentence_number(sentence: str) -> int:
     if match is None:
         raise DatasetError(f"sentence id '{sentence}' does not end in a number (expected e.g. 'sentence07').")
     return int(match.group(1))
-
-
-def load_templates(path: Path) -> dict[str, np.ndarray]:
-    """Reads ``templates.pkl`` ({subject: [V, 3]}, written by Python 2 in the original release, hence latin1)."""
-    if not path.is_file():
-        raise DatasetError(
-            f"templates file {path} not found; the processed layout needs <root>/templates.pkl."
-        )
-    try:
-        with open(path, "rb") as f:
-            templates = pickle.load(f, encoding="latin1")
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the file is not a templates pickle
-        raise DatasetError(
-            f"{path} is not a readable templates pickle ({type(exc).__name__}: {exc})."
-        ) from None
-    if not isinstance(templates, dict) or not templates:
-        raise DatasetError(f"{path} must hold a non-empty dict subject -> [V, 3] array.")
-    out = {}
-    for subject, value in templates.items():
-        arr = np.asarray(value, dtype=np.float32)
-        if arr.ndim != 2 or arr.shape[1] != 3:
-            raise DatasetError(f"template of '{subject}' in {path} has shape {arr.shape}; expected [V, 3].")
-        out[str(subject)] = arr
-    return out
 
 
 class SequenceDataset(Dataset):
@@ -146,7 +121,7 @@ class SequenceDataset(Dataset):
         return sample
 
 
-class VocasetDataModule(SplitLoadersMixin, L.LightningDataModule):
+class VocasetDataModule(TalkDataModule):
     """VOCASET (or any dataset in its processed layout, such as ``talk data synth`` output).
 
     Args:
@@ -164,10 +139,11 @@ class VocasetDataModule(SplitLoadersMixin, L.LightningDataModule):
         num_workers: DataLoader workers.
         cache: Keep loaded sequences in memory after first use (fine for datasets that fit in RAM).
         max_audio_seconds: Reject longer audio files (None: no limit).
-        face_model_path: FLAME-format model whose faces (``f``) triangulate the vertices; defaults to
-            ``<root>/face_model.pkl`` when present. For VOCASET pass your own FLAME ``generic_model.pkl``.
-        regions_path: ``FLAME_masks.pkl``-format region file for the metrics; defaults to
-            ``<root>/FLAME_masks.pkl`` when present.
+        face_model_path: FLAME-format model (or ``.ply``/``.obj`` mesh) whose faces triangulate the vertices;
+            defaults to ``<root>/face_model.pkl`` when present. For VOCASET pass your own FLAME
+            ``generic_model.pkl``.
+        regions_path: Region vertex sets for the metrics (``FLAME_masks.pkl`` format or a folder of
+            ``<region>.txt``); defaults to ``<root>/FLAME_masks.pkl``.
         lip_region: Region name used for LVE.
         upper_face_regions: Region names whose union is the upper face used for FDD.
         dataset_name: Name carried with each batch.
@@ -195,9 +171,22 @@ class VocasetDataModule(SplitLoadersMixin, L.LightningDataModule):
         upper_face_regions: list[str] = ["forehead", "eye_region"],  # noqa: B006 - jsonargparse needs a literal
         dataset_name: str = "vocaset",
     ) -> None:
-        super().__init__()
-        self.root = Path(root)
-        self.train_subjects = list(train_subjects)
+        super().__init__(
+            root=root,
+            train_subjects=train_subjects,
+            fps=fps,
+            sample_rate=sample_rate,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            cache=cache,
+            max_audio_seconds=max_audio_seconds,
+            face_model_path=face_model_path,
+            # resolved here so that metrics.json names the file that was really used
+            regions_path=regions_path or str(Path(root) / "FLAME_masks.pkl"),
+            lip_region=lip_region,
+            upper_face_regions=upper_face_regions,
+            dataset_name=dataset_name,
+        )
         self.val_subjects = list(val_subjects)
         self.test_subjects = list(test_subjects)
         self.ranges = {"train": train_sentences, "val": val_sentences, "test": test_sentences}
@@ -206,75 +195,24 @@ class VocasetDataModule(SplitLoadersMixin, L.LightningDataModule):
             raise DatasetError(f"source_fps={source_fps} is not an integer multiple of fps={fps}.")
         self.stride = int(round(stride))
         self.source_fps = source_fps
-        self.fps = fps
-        self.sample_rate = sample_rate
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.cache = cache
-        self.max_audio_seconds = max_audio_seconds
-        self.face_model_path = face_model_path
-        self.regions_path = regions_path
-        self.lip_region = lip_region
-        self.upper_face_regions = list(upper_face_regions)
-        self.dataset_name = dataset_name
-        self._templates: dict[str, np.ndarray] | None = None
-        self.datasets: dict[str, SequenceDataset] = {}
 
-    # ----------------------------------------------------------------------------------------------- metadata
-    @property
-    def templates(self) -> dict[str, np.ndarray]:
-        """Subject -> neutral mesh ``[V, 3]`` (read once, lazily)."""
-        if self._templates is None:
-            if not self.root.is_dir():
-                raise DatasetError(
-                    f"dataset root {self.root} does not exist; create one with `talk data synth --out {self.root}` "
-                    "or point data.root at your processed VOCASET."
-                )
-            self._templates = load_templates(self.root / "templates.pkl")
-        return self._templates
-
-    @property
-    def num_vertices(self) -> int:
-        return next(iter(self.templates.values())).shape[0]
-
-    @property
-    def motion_dim(self) -> int:
-        """Size of one flattened motion frame, ``V * 3``."""
-        return self.num_vertices * 3
-
-    @property
-    def num_styles(self) -> int:
-        return len(self.train_subjects)
-
-    def faces(self) -> np.ndarray | None:
-        """Triangles ``[F, 3]`` of the mesh topology, or None when no face model file is known."""
-        path = Path(self.face_model_path) if self.face_model_path else self.root / "face_model.pkl"
-        if not path.is_file():
-            if self.face_model_path:
-                raise DatasetError(f"face model {path} not found; pass data.face_model_path=<FLAME .pkl>.")
-            return None
-        from motion.face.flame_io import load_flame_model
-
-        return np.asarray(load_flame_model(path)["f"], dtype=np.int64)
-
-    def regions(self) -> dict[str, np.ndarray]:
-        """Metric regions: ``{"lips": ids, "upper_face": ids}`` plus the source file, resolved by name."""
-        path = Path(self.regions_path) if self.regions_path else self.root / "FLAME_masks.pkl"
-        if not path.is_file():
+    # ------------------------------------------------------------------------------------------ format hooks
+    def _read_templates(self) -> dict[str, np.ndarray]:
+        if not self.root.is_dir():
             raise DatasetError(
-                f"region file {path} not found; metrics need FLAME_masks.pkl (pass data.regions_path)."
+                f"dataset root {self.root} does not exist; create one with `talk data synth --out {self.root}` "
+                "or point data.root at your processed VOCASET."
             )
-        from motion.face.flame_io import load_flame_masks
+        return load_templates(self.root / "templates.pkl")
 
-        masks = load_flame_masks(path)
-        missing = [r for r in [self.lip_region, *self.upper_face_regions] if r not in masks]
-        if missing:
-            raise DatasetError(f"{path} has no region(s) {missing}; it holds {sorted(masks)}.")
-        upper = np.unique(np.concatenate([np.asarray(masks[r]) for r in self.upper_face_regions]))
-        return {
-            "lips": np.asarray(masks[self.lip_region], dtype=np.int64),
-            "upper_face": upper.astype(np.int64),
-        }
+    def _default_face_model_files(self) -> list[Path]:
+        return [self.root / "face_model.pkl"]
+
+    def _empty_split_error(self, split: str, stage: str) -> DatasetError:
+        return DatasetError(
+            f"the {split} split of {self.root} is empty: no sequence matches its subjects and "
+            f"sentences {self.ranges[split]}; check data.{split}_subjects / data.{split}_sentences."
+        )
 
     # ------------------------------------------------------------------------------------------------ splits
     def _scan(self) -> dict[str, list[str]]:
@@ -294,7 +232,7 @@ class VocasetDataModule(SplitLoadersMixin, L.LightningDataModule):
             raise DatasetError(
                 f"{wav_dir / (name + '.wav')} has no matching vertices {npy_dir / (name + '.npy')}."
             )
-        by_split: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+        by_split: dict[str, list[str]] = {split: [] for split in SPLITS}
         subjects = {"train": self.train_subjects, "val": self.val_subjects, "test": self.test_subjects}
         for name in sorted(wavs):
             subject, sentence = split_name(name)
@@ -306,9 +244,8 @@ class VocasetDataModule(SplitLoadersMixin, L.LightningDataModule):
         return by_split
 
     def setup(self, stage: str | None = None) -> None:
-        templates = self.templates
+        templates = self.templates()
         by_split = self._scan()
-        style_index = {s: i for i, s in enumerate(self.train_subjects)}
         for split, names in by_split.items():
             for subject in sorted({split_name(n)[0] for n in names}):
                 if subject not in templates:
@@ -316,13 +253,7 @@ class VocasetDataModule(SplitLoadersMixin, L.LightningDataModule):
                         f"subject '{subject}' has sequences but no template in {self.root}/templates.pkl."
                     )
             self.datasets[split] = SequenceDataset(
-                self.root, names, templates, style_index, self.stride, self.sample_rate,
+                self.root, names, templates, self.style_index, self.stride, self.sample_rate,
                 self.max_audio_seconds, self.cache, self.dataset_name,
             )  # fmt: skip
-        needed = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"]}.get(stage or "fit", [])
-        for split in needed:
-            if not self.datasets[split].names:
-                raise DatasetError(
-                    f"the {split} split of {self.root} is empty: no sequence matches its subjects and "
-                    f"sentences {self.ranges[split]}; check data.{split}_subjects / data.{split}_sentences."
-                )
+        self._require_splits(stage)

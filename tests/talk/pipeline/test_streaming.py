@@ -52,15 +52,14 @@ def test_streaming_decoder_emits_frames_after_its_right_reach():
 )
 def test_stream_equals_offline_animation(checkpoint, synth_root, chunk_seconds, request):
     """Vertex motion, and FLAME motion turned into vertices by the tokenizer's face model."""
-    from talk.checkpoints import load_model
-    from talk.pipeline.streaming import StreamingAnimator
+    from talk.pipeline import Pipeline, Streamer
 
     torch.manual_seed(0)
-    model = load_model(request.getfixturevalue(checkpoint)).eval()
+    model = Pipeline.from_checkpoint(request.getfixturevalue(checkpoint))
     wav, sr = sf.read(synth_root / "wav" / "SYN_09_F_sentence01.wav", dtype="float32")
     wav = torch.from_numpy(wav[: int(1.3 * sr)])
-    offline = model.animate(wav, subject="SYN_01_F")
-    animator = StreamingAnimator(model, subject="SYN_01_F", chunk_seconds=chunk_seconds)
+    offline = model.generate(wav, subject="SYN_01_F").vertices[0]
+    animator = Streamer(model, subject="SYN_01_F", chunk_seconds=chunk_seconds)
     parts = list(animator.stream_file(wav))
     streamed = torch.cat(parts)
     assert len(parts) > 3  # frames really came out in pieces, before the end of the audio
@@ -71,13 +70,20 @@ def test_stream_equals_offline_animation(checkpoint, synth_root, chunk_seconds, 
     assert 0 < animator.latency_seconds() < 2.0
 
 
-def test_stream_rejects_a_regression_checkpoint(tmp_path):
+def test_stream_rejects_a_regression_model():
+    import functools
+
+    from audio.mel import MelEncoder
+    from motion.regression.regressor import FaceFormerRegressor
     from talk.errors import CheckpointError
-    from talk.pipeline.streaming import StreamingAnimator
+    from talk.pipeline import Streamer
     from talk.training.regression import RegressionModule
 
-    with pytest.raises(CheckpointError, match="AudioToMotionModule"):
-        StreamingAnimator(RegressionModule.__new__(RegressionModule))
+    regressor = functools.partial(FaceFormerRegressor, d_model=16, num_layers=1, num_heads=2, ff_dim=32)
+    module = RegressionModule(MelEncoder(sample_rate=16000, output_dim=8, num_layers=1), regressor, motion_dim=12,
+                              num_styles=2, basis_components=None)  # fmt: skip
+    with pytest.raises(CheckpointError, match="token model"):
+        Streamer(module.model)
 
 
 def test_animate_stream_cli_writes_the_video_and_meshes(lm_ckpt, synth_root, tmp_path):
@@ -104,6 +110,7 @@ def _small_flagship(window: float | None, **options):
 
     from audio.mel import MelEncoder
     from motion.lm.model import MotionLM
+    from talk.pipeline import Assets
     from talk.training.audio_to_motion import AudioToMotionModule
 
     torch.manual_seed(0)
@@ -115,20 +122,19 @@ def _small_flagship(window: float | None, **options):
     encoder = MelEncoder(sample_rate=16000, output_dim=16, num_layers=2)
     module = AudioToMotionModule(encoder, lm, motion_dim=12, num_styles=2, fps=30.0, tokenizer=tok,
                                  encoder_window_seconds=window, encoder_context_seconds=0.3, **options)  # fmt: skip
-    module.assets = {"train_subjects": ["A", "B"], "templates": {"A": torch.zeros(4, 3), "B": torch.zeros(4, 3)},
-                     "sample_rate": 16000, "fps": 30.0}  # fmt: skip
-    return module.eval()
+    module.assets = Assets(("A", "B"), {"A": torch.zeros(4, 3), "B": torch.zeros(4, 3)}, sample_rate=16000)
+    return module.eval().model
 
 
 def test_long_audio_is_encoded_in_windows_with_the_same_result_for_an_exact_encoder(monkeypatch):
     wav = torch.randn(int(3.3 * 16000)) * 0.1
-    whole = _small_flagship(None).animate(wav, subject="A")
+    whole = _small_flagship(None).generate(wav, subject="A").vertices
     windowed_model = _small_flagship(1.0)
     calls = []
     forward = type(windowed_model.audio_encoder).forward
     monkeypatch.setattr(type(windowed_model.audio_encoder), "forward",
                         lambda self, x, n=None: calls.append(x.shape[1]) or forward(self, x, n))  # fmt: skip
-    windowed = windowed_model.animate(wav, subject="A")
+    windowed = windowed_model.generate(wav, subject="A").vertices
     assert len(calls) > 3 and max(calls) < 2.0 * 16000  # several short windows, never the whole input
     torch.testing.assert_close(windowed, whole, atol=1e-5, rtol=0)
 
@@ -137,25 +143,28 @@ def test_flagship_checkpoint_loads_without_the_tokenizer_file(lm_ckpt, tokenizer
     """The LM checkpoint carries its tokenizer's config and weights: moving the tokenizer file breaks nothing."""
     import shutil
 
-    from talk.checkpoints import load_model
+    from talk.pipeline import Pipeline
+    from talk.training.checkpoints import load_model
 
-    reference = load_model(lm_ckpt)
+    reference = load_model(lm_ckpt).model
     moved = tmp_path / "tokenizer.ckpt"
     shutil.move(tokenizer_ckpt, moved)
     try:
-        model = load_model(lm_ckpt)
+        models = [load_model(lm_ckpt).model, Pipeline.from_checkpoint(lm_ckpt)]
     finally:
         shutil.move(moved, tokenizer_ckpt)
-    for (name, a), (_, b) in zip(
-        model.tokenizer.state_dict().items(), reference.tokenizer.state_dict().items(), strict=True
-    ):
-        assert torch.equal(a, b), name
+    for model in models:
+        for (name, a), (_, b) in zip(
+            model.state_dict().items(), reference.state_dict().items(), strict=True
+        ):
+            assert torch.equal(a, b), name
 
 
 def test_decode_options_use_a_codebook_prefix_or_the_expected_latent():
     model = _small_flagship(None)
+    gen = model.generator
     # untrained codebooks start at zero: give them code vectors
-    for layer in model.tokenizer.quantizer.layers:
+    for layer in gen.tokenizer.quantizer.layers:
         layer.embed.normal_(generator=torch.Generator().manual_seed(1))
     wav = torch.randn(int(1.5 * 16000)) * 0.1
     n = torch.tensor([wav.shape[0]])
@@ -163,19 +172,18 @@ def test_decode_options_use_a_codebook_prefix_or_the_expected_latent():
     template = torch.zeros(1, 4, 3)
     style = torch.tensor([0])
     with torch.no_grad():
-        features, tokens = model._token_audio(wav[None], n, frames)
-        codes, probs = model.lm.generate(
-            features, style, int(tokens.max()), return_probs=True, **model.sampling
-        )
-        full = model.generate(wav[None], n, frames, template, style)
-        model.decode_codebooks = 1
-        coarse = model.generate(wav[None], n, frames, template, style)
-        model.decode_latent = "expected"
-        soft = model.generate(wav[None], n, frames, template, style)
-    tok = model.tokenizer
-    torch.testing.assert_close(full.flatten(2), tok.decode(codes, 37))
-    torch.testing.assert_close(coarse.flatten(2), tok.decode(codes[:, :1], 37))
-    latent = probs[:, 0] @ tok.quantizer.codebooks[0]  # [B, Tq, latent]
+        tokens = gen.num_tokens(frames)
+        features = gen.token_features(model.features(wav[None], n), tokens, model.fps)
+        out = gen.lm.generate(features, style, int(tokens.max()), model.sampling, return_probs=True)
+        full = model.generate(wav[None], n, frames, template, style).vertices
+        gen.decode_codebooks = 1
+        coarse = model.generate(wav[None], n, frames, template, style).vertices
+        gen.decode_latent = "expected"
+        soft = model.generate(wav[None], n, frames, template, style).vertices
+    tok = gen.tokenizer
+    torch.testing.assert_close(full.flatten(2), tok.decode(out.codes, 37))
+    torch.testing.assert_close(coarse.flatten(2), tok.decode(out.codes[:, :1], 37))
+    latent = out.probs[:, 0] @ tok.quantizer.codebooks[0]  # [B, Tq, latent]
     torch.testing.assert_close(soft.flatten(2), tok.decode_latent(latent, 37))
     assert not torch.allclose(full, coarse) and not torch.allclose(coarse, soft)
     with pytest.raises(ValueError, match="decode_codebooks=9"):
@@ -205,41 +213,46 @@ DECODINGS = [{}, {"decode_codebooks": 1}, EXPECTED, SAMPLED, {**SAMPLED, **EXPEC
 
 @pytest.mark.parametrize("options", DECODINGS)
 def test_stream_equals_offline_for_every_decoding(options):
-    """Sampled decoding included: the stream draws from a generator seeded as the module's own."""
-    from talk.pipeline.streaming import StreamingAnimator
-
+    """Sampled decoding included: the stream draws from a generator seeded as the model's own."""
     model = _small_flagship(None, **options)
-    for layer in model.tokenizer.quantizer.layers:
+    for layer in model.generator.tokenizer.quantizer.layers:
         layer.embed.normal_(generator=torch.Generator().manual_seed(1))
     wav = torch.randn(int(1.2 * 16000)) * 0.1
-    offline = model.animate(wav, subject="A")
-    streamed = torch.cat(list(StreamingAnimator(model, subject="A", chunk_seconds=0.15).stream_file(wav)))
+    offline = model.generate(wav, subject="A").vertices[0]
+    streamed = torch.cat(list(model.stream(wav[i : i + 2400] for i in range(0, wav.shape[0], 2400))))
     torch.testing.assert_close(streamed, offline, atol=1e-5, rtol=0)
 
 
 def test_sampled_animation_is_reproducible_per_seed():
+    from dataclasses import replace
+
     model = _small_flagship(None, **SAMPLED)
-    for layer in model.tokenizer.quantizer.layers:
+    for layer in model.generator.tokenizer.quantizer.layers:
         layer.embed.normal_(generator=torch.Generator().manual_seed(1))
     wav = torch.randn(int(1.2 * 16000)) * 0.1
-    first = model.animate(wav, subject="A")
-    torch.rand(3)  # the global generator moves on; a seeded module does not depend on it
-    assert torch.equal(model.animate(wav, subject="A"), first)
-    model.seed = 1
-    assert not torch.equal(model.animate(wav, subject="A"), first)
-    model.seed = None  # torch's global generator (seed_everything)
+
+    def animate():  # noqa: ANN202
+        return model.generate(wav, subject="A").vertices
+
+    first = animate()
+    torch.rand(3)  # the global generator moves on; a seeded model does not depend on it
+    assert torch.equal(animate(), first)
+    seeded = model.sampling
+    model.sampling = replace(seeded, seed=1)
+    assert not torch.equal(animate(), first)
+    model.sampling = replace(seeded, seed=None)  # torch's global generator (seed_everything)
     torch.manual_seed(5)
-    drawn = model.animate(wav, subject="A")
+    drawn = animate()
     torch.manual_seed(5)
-    assert torch.equal(model.animate(wav, subject="A"), drawn)
-    model.sampling["greedy"] = True
-    assert not torch.equal(model.animate(wav, subject="A"), first)
+    assert torch.equal(animate(), drawn)
+    model.sampling = replace(seeded, temperature=0.0)  # greedy
+    assert not torch.equal(animate(), first)
 
 
 def test_animate_seed_draws_another_animation(lm_ckpt, synth_root, tmp_path):
     import numpy as np
 
-    from talk.pipeline.animate import animate
+    from talk.cli.animate import animate
 
     wav = synth_root / "wav" / "SYN_10_M_sentence01.wav"
 

@@ -1,0 +1,133 @@
+"""``talk animate``: speech file + checkpoint -> mp4 of the talking face. Its options are this function's signature.
+
+Importing this module imports no torch, so ``talk animate --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+
+def animate(
+    audio: Path,
+    checkpoint: Path,
+    output: Path,
+    subject: str | None = None,
+    size: int = 512,
+    view: Literal["front", "three_quarter"] = "front",
+    device: str = "cpu",
+    stream: bool = False,
+    chunk_seconds: float = 0.2,
+    seed: int | None = None,
+    export_meshes: Path | None = None,
+    mesh_format: Literal["obj", "ply", "npz"] = "obj",
+    ground_truth: Path | None = None,
+    ground_truth_fps: float | None = None,
+    overwrite: bool = False,
+    background: str = "1,1,1",
+) -> None:
+    """Animate a face from speech and write an mp4 with the audio.
+
+    Args:
+        audio: Input speech (wav, flac, ogg, mp3; any rate, any channels).
+        checkpoint: Checkpoint written by `talk fit`, or a file written by `talk export`.
+        output: Output .mp4.
+        subject: Subject whose template and style drive the face (default: the first training subject).
+        size: Frame width and height in pixels.
+        view: Camera view.
+        device: Torch device of the model.
+        stream: Generate while the audio is fed in chunks and render each frame as soon as it is decided (token
+            models: experiments/*/lm.yaml); prints the latency.
+        chunk_seconds: Audio per streamed chunk.
+        seed: Seed of sampled decoding (token models configured to sample; default: the checkpoint's); another
+            seed draws another animation of the same audio.
+        export_meshes: Also write the mesh sequence to this folder.
+        mesh_format: Format of --export-meshes.
+        ground_truth: Ground-truth vertices (.npy, VOCASET layout [T, V*3] or [T, V, 3]): the video shows
+            prediction | ground truth | error map, and the LVE-mm is printed.
+        ground_truth_fps: Frame rate of --ground-truth (default: the model's); 60 fps VOCASET files are
+            subsampled to the model's rate.
+        overwrite: Replace existing exported meshes.
+        background: Background colour R,G,B in [0, 1] (1,1,1: white).
+    """
+    from talk.errors import UserError
+
+    try:
+        colour = tuple(float(c) for c in str(background).strip("()[] ").split(","))
+    except ValueError:
+        colour = ()
+    if len(colour) != 3 or not all(0.0 <= c <= 1.0 for c in colour):
+        raise UserError(f"--background {background!r} must be three numbers R,G,B in [0, 1], e.g. 1,1,1 for white.")
+    if ground_truth is None and ground_truth_fps is not None:
+        raise UserError("--ground-truth-fps needs --ground-truth.")
+
+    import dataclasses
+
+    from render import TorchRasterizer
+    from talk.pipeline.animate import animate as animate_model
+    from talk.pipeline.animate import check_output
+    from talk.pipeline.load import from_checkpoint
+
+    check_output(output)  # before the model is loaded, so a bad path costs nothing
+    model = from_checkpoint(checkpoint, device)
+    if seed is not None:
+        model.sampling = dataclasses.replace(model.sampling, seed=seed)
+    truth = None
+    if ground_truth is not None:
+        truth = _load_ground_truth(ground_truth, int(model._assets().faces.max()) + 1, model.fps, ground_truth_fps)
+    result = animate_model(
+        model,
+        audio,
+        output,
+        renderer=TorchRasterizer(background=colour),
+        subject=subject,
+        size=size,
+        view=view,
+        stream=stream,
+        chunk_seconds=chunk_seconds,
+        ground_truth=truth,
+        export_meshes=export_meshes,
+        mesh_format=mesh_format,
+        overwrite=overwrite,
+    )
+    print(
+        f"wrote {result.path} ({result.frames} frames at {result.fps:g} fps, {result.seconds:.2f} s, "
+        f"{result.elapsed:.1f} s to make)"
+    )
+    if result.first_frame_latency is not None:
+        print(
+            f"streaming: first frame {1000 * result.first_frame_latency:.0f} ms after its audio chunk (compute); "
+            f"algorithmic latency {1000 * result.algorithmic_latency:.0f} ms"
+        )
+    if result.meshes is not None:
+        print(f"meshes: {result.meshes}")
+    if result.lve_mm is not None:
+        print(f"LVE-mm against the ground truth: {result.lve_mm:.3f} mm")
+
+
+def _load_ground_truth(path: Path, num_vertices: int, fps: float, source_fps: float | None):  # noqa: ANN202
+    """Ground-truth vertices ``[T, V, 3]`` at the model's frame rate from a VOCASET-layout ``.npy``."""
+    import numpy as np
+    import torch
+
+    from motion.frames import resample_frames
+    from talk.errors import UserError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"ground-truth file {path} not found.")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as err:
+        raise UserError(f"ground-truth file {path} is not a .npy array ({err}).") from None
+    if array.ndim == 2 and array.shape[1] % 3 == 0:
+        array = array.reshape(array.shape[0], -1, 3)
+    if array.ndim != 3 or array.shape[1] != num_vertices or array.shape[2] != 3:
+        raise UserError(
+            f"ground-truth file {path} has shape {tuple(array.shape)}; expected [T, {num_vertices} * 3] or "
+            f"[T, {num_vertices}, 3] vertices of this checkpoint's mesh."
+        )
+    if source_fps is not None and not source_fps > 0:
+        raise UserError(f"--ground-truth-fps {source_fps} must be a positive frame rate.")
+    return torch.from_numpy(np.asarray(resample_frames(array, source_fps or fps, fps), dtype=np.float32))

@@ -1,0 +1,32 @@
+"""``talk export``: a ``talk fit`` checkpoint -> a small self-contained inference file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def export(checkpoint: Path, output: Path) -> None:
+    """Write the inference model of a checkpoint as a `talk export` file: its config, weights and dataset assets,
+    without the training state. `talk animate` and `talk.pipeline.from_checkpoint` read it without Lightning.
+    Checkpoints written by older versions of talk are converted on the way.
+
+    Args:
+        checkpoint: Checkpoint written by `talk fit`.
+        output: The file to write (e.g. model.pt).
+    """
+    from talk.errors import CheckpointError
+    from talk.pipeline.load import build, export as write, pipeline_parts, read_checkpoint
+
+    ckpt = read_checkpoint(checkpoint)
+    if ckpt.get("talk_pipeline") is not None or ckpt.get("format") is not None:
+        config, state, assets = pipeline_parts(ckpt, checkpoint)
+        model = build(config, state, assets)
+    else:  # an older checkpoint: rebuild its training module, which knows its pipeline config
+        from talk.training.checkpoints import load_model
+
+        module = load_model(checkpoint)
+        if module.model is None or module.pipeline_config is None:
+            raise CheckpointError(f"{checkpoint} holds a {type(module).__name__}, which has no inference model to export.")
+        model, config = module.model, module.pipeline_config
+    path = write(model, config, output)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

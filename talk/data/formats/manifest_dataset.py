@@ -1,0 +1,129 @@
+"""The Dataset of a manifest split: vertex lines read and resampled, FLAME-parameter lines decoded on the fly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from audio.io import load_audio
+from motion.frames import resample_frames
+from talk.data.batch import Sample
+from talk.data.formats.manifest_file import ManifestEntry, ManifestError
+
+
+@dataclass
+class FlameSample(Sample):
+    """A :class:`Sample` decoded from FLAME parameters, keeping the raw parameters.
+
+    Attributes:
+        params: The ``.npz`` arrays as float32 tensors (``expression [T, Ne]``, ``jaw [T, 3]``, ...), unresampled.
+        params_fps: Frame rate of ``params`` (the manifest line's fps).
+    """
+
+    params: dict[str, Tensor] | None = None
+    params_fps: float | None = None
+
+
+@torch.no_grad()
+def decode_flame(flame: Any, params: dict[str, Tensor]) -> np.ndarray:
+    """FLAME parameters (``.npz`` keys, ``[T, ...]`` tensors) -> vertices ``[T, V, 3]`` float32."""
+    from motion.face.flame import FLAMEParams
+
+    shape = params.get("shape")
+    seq = FLAMEParams(
+        shape=None if shape is None else shape.reshape(1, -1),
+        expression=params["expression"][None],
+        jaw_pose=params["jaw"][None],
+        neck_pose=params["neck"][None] if "neck" in params else None,
+        eye_pose=params["eyes"][None] if "eyes" in params else None,
+        global_pose=params["global_pose"][None] if "global_pose" in params else None,
+    )
+    return flame(seq).vertices[0].numpy().astype(np.float32)
+
+
+@torch.no_grad()
+def flame_neutral(flame: Any, shape: tuple[float, ...] | None) -> np.ndarray:
+    """FLAME with identity ``shape`` (None: mean face) and zero expression and pose: ``[V, 3]`` float32."""
+    from motion.face.flame import FLAMEParams
+
+    coeff = None if shape is None else torch.tensor([shape], dtype=torch.float32)
+    params = FLAMEParams(shape=coeff, jaw_pose=torch.zeros(1, 1, 3))  # zero pose; T = 1
+    return flame(params).vertices[0, 0].numpy().astype(np.float32)
+
+
+class ManifestDataset(Dataset):
+    """Reads the sequences of one split of a manifest (FLAME parameters decoded on the fly), optionally cached.
+
+    Self-contained (no reference to the DataModule or trainer), so DataLoader workers can pickle it.
+    """
+
+    def __init__(
+        self,
+        manifest: Path,
+        entries: list[ManifestEntry],
+        templates: dict[str, np.ndarray],
+        flame: Any,
+        style_index: dict[str, int],
+        fps: float,
+        sample_rate: int,
+        max_audio_seconds: float | None,
+        cache: bool,
+    ) -> None:
+        self.manifest = manifest
+        self.entries = entries
+        self.names = [e.name for e in entries]
+        self.templates = templates
+        self.flame = flame
+        self.style_index = style_index
+        self.fps = fps
+        self.sample_rate = sample_rate
+        self.max_audio_seconds = max_audio_seconds
+        self.cache: dict[int, Sample] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> Sample:
+        if self.cache is not None and index in self.cache:
+            return self.cache[index]
+        e = self.entries[index]
+        wav = load_audio(e.audio, self.sample_rate, self.max_audio_seconds)
+        common = {
+            "name": e.name, "subject": e.subject, "audio": torch.from_numpy(np.asarray(wav, np.float32)),
+            "style": self.style_index.get(e.subject, -1), "dataset": e.dataset,
+        }  # fmt: skip
+        if e.kind == "vertices":
+            raw = np.asarray(np.load(e.motion, mmap_mode="r"), dtype=np.float32).reshape(e.frames, -1, 3)
+            if not np.isfinite(raw).all():
+                raise ManifestError(
+                    f"{self.manifest}:{e.line}: {e.motion} contains NaN or infinite vertex coordinates."
+                )
+            motion = resample_frames(raw, e.fps, self.fps)
+            template = self.templates[e.subject]
+            sample: Sample = Sample(
+                motion=torch.from_numpy(np.ascontiguousarray(motion)),
+                template=torch.from_numpy(template),
+                **common,
+            )
+        else:
+            with np.load(e.motion) as npz:
+                params = {k: torch.as_tensor(np.asarray(npz[k], np.float32)) for k in npz.files}
+            motion = resample_frames(decode_flame(self.flame, params), e.fps, self.fps)
+            expression, jaw = (
+                torch.from_numpy(np.ascontiguousarray(resample_frames(params[k].numpy(), e.fps, self.fps)))
+                for k in ("expression", "jaw")
+            )
+            sample = FlameSample(
+                motion=torch.from_numpy(np.ascontiguousarray(motion)),
+                template=torch.from_numpy(flame_neutral(self.flame, e.shape)),
+                params=params, params_fps=e.fps, expression=expression, jaw=jaw, **common,
+            )  # fmt: skip
+        if self.cache is not None:
+            self.cache[index] = sample
+        return sample

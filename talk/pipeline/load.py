@@ -1,0 +1,118 @@
+"""Loading and exporting :class:`~talk.pipeline.model.AudioToMotion` models, without Lightning.
+
+Two files hold one:
+
+- a ``talk fit`` checkpoint: Lightning's dict, to which the training modules add ``talk_pipeline`` (the model's
+  config: ``{"class_path", "init_args"}`` with every submodule a config too) and ``talk_assets``; the model's
+  weights are the ``model.``-prefixed entries of its ``state_dict``;
+- a ``talk export`` file: ``{"format": "talk.pipeline", "version", "class_path", "init_args", "state_dict",
+  "assets"}``, the same without the training state (optimizer, loops, callbacks), a fraction of the size.
+
+Both are read with ``torch.load(weights_only=True)``: tensors and plain Python only, nothing executes, and the
+config may only name ``nn.Module`` classes of talk's packages (:mod:`talk.pipeline.config`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from motion.lm import Sampling
+from talk.errors import CheckpointError
+from talk.pipeline.assets import Assets
+from talk.pipeline.config import instantiate, resolve_class
+from talk.pipeline.model import AudioToMotion
+
+EXPORT_FORMAT = "talk.pipeline"
+EXPORT_VERSION = 1
+PREFIX = "model."  # where a training module keeps its AudioToMotion
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The dict in a checkpoint file, read with ``weights_only=True``; one-line errors for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        hint = "" if path.suffix else " (a directory or a path without a suffix: name the .ckpt file)"
+        raise CheckpointError(f"checkpoint {path} not found{hint}; train one with `talk fit -c CONFIG`.")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to unpickle safely means it is not a talk checkpoint
+        kind = type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable talk checkpoint ({kind}); it may be truncated.") from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path} is not a talk checkpoint (it holds a {type(ckpt).__name__}).")
+    return ckpt
+
+
+def pipeline_parts(ckpt: dict[str, Any], path: str | Path) -> tuple[dict, dict, Assets | None]:
+    """``(config, state_dict, assets)`` of the AudioToMotion in a ``talk fit`` checkpoint or a ``talk export`` file."""
+    if ckpt.get("format") == EXPORT_FORMAT:
+        if int(ckpt.get("version", 0)) > EXPORT_VERSION:
+            raise CheckpointError(f"{path} was exported by a newer talk (version {ckpt['version']}); upgrade talk.")
+        config = {"class_path": ckpt["class_path"], "init_args": ckpt["init_args"]}
+        return config, ckpt["state_dict"], Assets.from_dict(ckpt.get("assets"))
+    if "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        raise CheckpointError(f"{path} is neither a `talk fit` checkpoint nor a `talk export` file.")
+    config = ckpt.get("talk_pipeline")
+    if config is None:
+        class_path = ckpt["hyper_parameters"].get("_class_path", "a model")
+        if "Tokenizer" in str(class_path):
+            raise CheckpointError(
+                f"{path} holds a motion tokenizer, which reconstructs motion but cannot animate audio; train an "
+                "audio-to-motion model (experiments/synthetic/lm.yaml) on top of it."
+            )
+        raise CheckpointError(
+            f"{path} was written by an older talk (no pipeline config); convert it once with "
+            f"`talk export {path} OUT.pt`, then load OUT.pt."
+        )
+    state = {k[len(PREFIX) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(PREFIX)}
+    return config, state, Assets.from_dict(ckpt.get("talk_assets"))
+
+
+def build(config: dict[str, Any], state_dict: dict[str, Any], assets: Assets | None) -> AudioToMotion:
+    """The model of a pipeline config, with its weights."""
+    cls = resolve_class(config["class_path"])
+    if not issubclass(cls, AudioToMotion):
+        raise CheckpointError(f"{config['class_path']} is not an AudioToMotion model.")
+    init_args = dict(config.get("init_args") or {})
+    init_args["sampling"] = Sampling(**(init_args.get("sampling") or {}))
+    init_args["assets"] = assets
+    model = instantiate({"class_path": config["class_path"], "init_args": init_args})
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"the weights do not fit the model they name (missing {missing[:3]}, unexpected {unexpected[:3]})."
+        )
+    return model
+
+
+def from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> AudioToMotion:
+    """An :class:`AudioToMotion` in eval mode from a ``talk fit`` checkpoint or a ``talk export`` file."""
+    ckpt = read_checkpoint(path)
+    config, state, assets = pipeline_parts(ckpt, path)
+    return build(config, state, assets).to(device).eval()
+
+
+def sampling_dict(sampling: Sampling) -> dict[str, Any]:
+    return dataclasses.asdict(sampling)
+
+
+def export(model: AudioToMotion, config: dict[str, Any], path: str | Path) -> Path:
+    """Writes ``model`` as a ``talk export`` file (atomically)."""
+    from talk.files import atomic_write
+
+    payload = {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "class_path": config["class_path"],
+        "init_args": config["init_args"],
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "assets": None if model.assets is None else model.assets.to_dict(),
+    }
+    path = Path(path)
+    with atomic_write(path, "wb") as f:
+        torch.save(payload, f)
+    return path

@@ -1,0 +1,213 @@
+"""``AudioToMotion``: the inference model of ``talk``, wav -> face motion, with no training code inside.
+
+One audio encoder, one generator (:mod:`talk.pipeline.generators`), an optional face model whose parameters the
+generator speaks, the dataset's :class:`~talk.pipeline.assets.Assets` and one :class:`~motion.lm.Sampling`. The
+LightningModules of :mod:`talk.training` hold one of these plus their losses and metrics; users load one with
+:func:`talk.pipeline.load.from_checkpoint` and never import Lightning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from audio.encoder import AudioEncoder
+from audio.features import AudioFeatures
+from motion.lm import Sampling
+from talk.errors import CheckpointError
+from talk.pipeline.assets import Assets
+
+
+@dataclass(frozen=True)
+class Motion:
+    """A generated animation.
+
+    Attributes:
+        vertices: ``[B, T, V, 3]`` meshes (metres).
+        params: ``[B, T, D]`` face-model parameters when the generator speaks a face model's parameters (FLAME
+            expression + jaw), else None.
+    """
+
+    vertices: Tensor
+    params: Tensor | None = None
+
+
+class AudioToMotion(nn.Module):
+    """Speech -> face motion. Pure torch: every method works without Lightning.
+
+    Args:
+        audio_encoder: Waveform encoder.
+        generator: A :class:`~talk.pipeline.generators.TokenGenerator` or
+            :class:`~talk.pipeline.generators.RegressionGenerator`.
+        face_model: The face model whose parameters the generator produces (``motion.face.flame.FLAME``), or
+            None when it produces vertex offsets.
+        num_styles: Number of training speakers (style conditions).
+        fps: Motion frame rate.
+        sampling: How a token generator chooses codes (ignored by regression).
+        test_condition: Training subject whose style drives unseen subjects; None averages all training styles.
+        encoder_window_seconds: At inference, a single input longer than this is encoded in windows of this length
+            with ``encoder_context_seconds`` of context on each side (``AudioEncoder.encode_long``), so that the
+            cost of a self-attention encoder grows linearly with the length; None encodes every input whole.
+        encoder_context_seconds: Left context and look-ahead of each window.
+        assets: The dataset's subjects, templates, faces, regions and rates (set by training, stored in
+            checkpoints).
+    """
+
+    def __init__(
+        self,
+        audio_encoder: AudioEncoder,
+        generator: nn.Module,
+        face_model: nn.Module | None = None,
+        num_styles: int = 8,
+        fps: float = 30.0,
+        sampling: Sampling | None = None,
+        test_condition: str | None = None,
+        encoder_window_seconds: float | None = None,
+        encoder_context_seconds: float = 0.5,
+        assets: Assets | None = None,
+    ) -> None:
+        super().__init__()
+        self.audio_encoder = audio_encoder
+        self.generator = generator
+        self.face_model = None if face_model is None else face_model.eval().requires_grad_(False)
+        self.num_styles = num_styles
+        self.fps = float(fps)
+        self.sampling = sampling or Sampling()
+        self.test_condition = test_condition
+        self.encoder_window_seconds = encoder_window_seconds
+        self.encoder_context_seconds = encoder_context_seconds
+        self.assets = assets
+
+    # ------------------------------------------------------------------------------------------------ loading
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> AudioToMotion:
+        """Loads a ``talk fit`` checkpoint or a ``talk export`` file, without importing Lightning."""
+        from talk.pipeline.load import from_checkpoint
+
+        return from_checkpoint(path, device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def train(self, mode: bool = True) -> AudioToMotion:
+        super().train(mode)
+        if self.face_model is not None:
+            self.face_model.eval()
+        return self
+
+    def _assets(self) -> Assets:
+        if self.assets is None:
+            raise CheckpointError("this model carries no dataset assets; load it from a `talk fit` checkpoint.")
+        return self.assets
+
+    # -------------------------------------------------------------------------------------------------- style
+    def style_weights(self, subject: str | None) -> Tensor:
+        """``[S]`` style weights for a subject: one-hot for training subjects, else the test condition (or the
+        average of all training styles)."""
+        subjects = list(self.assets.train_subjects) if self.assets is not None else []
+        n = self.num_styles
+        if subject in subjects:
+            return nn.functional.one_hot(torch.tensor(subjects.index(subject)), n).float()
+        if self.test_condition is not None:
+            if self.test_condition not in subjects:
+                raise CheckpointError(
+                    f"test_condition '{self.test_condition}' is not a training subject; choose one of {subjects}."
+                )
+            return self.style_weights(self.test_condition)
+        return torch.full((n,), 1.0 / n)
+
+    def style_for(self, subjects: list[str], ids: Tensor) -> Tensor:
+        """Style ids ``[B]`` when every subject was seen in training (``ids >= 0``), else weights ``[B, S]``."""
+        if bool((ids >= 0).all()):
+            return ids
+        return torch.stack([self.style_weights(s) for s in subjects]).to(ids.device)
+
+    # ------------------------------------------------------------------------------------------------ features
+    def features(self, wav: Tensor, lengths: Tensor | None = None) -> AudioFeatures:
+        """Encoder features of waveforms ``[B, N]``; a long single input at inference is encoded window by window
+        (linear cost)."""
+        window = self.encoder_window_seconds
+        encoder = self.audio_encoder
+        if self.training or window is None or wav.shape[0] != 1 or wav.shape[1] <= window * encoder.sample_rate:
+            return encoder(wav, lengths)
+        valid = wav if lengths is None else wav[:, : int(lengths[0])]
+        return encoder.encode_long(valid, window, self.encoder_context_seconds)
+
+    def to_offsets(self, motion: Tensor, template: Tensor) -> Tensor:
+        """Generated motion ``[B, T, D]`` -> vertex offsets ``[B, T, V*3]`` from ``template`` ``[B, V, 3]``."""
+        if self.face_model is None:
+            return motion
+        return self.face_model.motion_offsets(motion, template).flatten(2)
+
+    # ---------------------------------------------------------------------------------------------- generation
+    def motion(
+        self, wav: Tensor, lengths: Tensor, num_frames: Tensor, style: Tensor, sampling: Sampling | None = None
+    ) -> Tensor:
+        """Generated motion ``[B, T, D]`` in the generator's space (offsets in metres, or face-model parameters)."""
+        features = self.features(wav, lengths)
+        return self.generator.generate(features, num_frames, style, sampling or self.sampling, self.fps)
+
+    def generate(
+        self,
+        wav: Tensor,
+        lengths: Tensor | None = None,
+        num_frames: Tensor | None = None,
+        template: Tensor | None = None,
+        style: Tensor | None = None,
+        subject: str | None = None,
+        sampling: Sampling | None = None,
+    ) -> Motion:
+        """Animates waveforms ``[B, N]`` (or one ``[N]``) at the model's sample rate.
+
+        Args:
+            wav: Mono waveforms ``[B, N]``, right-padded, or one waveform ``[N]``.
+            lengths: ``[B]`` valid samples (default: all).
+            num_frames: ``[B]`` motion frames to produce (default: enough to cover each waveform).
+            template: ``[B, V, 3]`` (or ``[V, 3]``) neutral meshes (default: ``subject``'s template).
+            style: ``[B]`` style ids or ``[B, S]`` weights (default: ``subject``'s style).
+            subject: Subject whose template and style are used when not given (default: the first training
+                subject).
+            sampling: Overrides the model's sampling for this call.
+
+        Returns:
+            :class:`Motion` with vertices ``[B, T, V, 3]``, ``T = num_frames.max()``.
+        """
+        device = self.device
+        wav = wav.float().to(device)
+        wav = wav[None] if wav.dim() == 1 else wav
+        b = wav.shape[0]
+        if lengths is None:
+            lengths = torch.full((b,), wav.shape[1], device=device)
+        if num_frames is None:
+            num_frames = torch.tensor([self._assets().num_frames(int(n)) for n in lengths], device=device)
+        if template is None or style is None:
+            subject = self._assets().subject(subject)
+        if template is None:
+            template = self._assets().templates[subject]
+        template = template.float().to(device)
+        template = template[None].expand(b, -1, -1) if template.dim() == 2 else template
+        if style is None:
+            style = self.style_weights(subject)[None].expand(b, -1).to(device)
+        motion = self.motion(wav, lengths, num_frames, style, sampling)
+        offsets = self.to_offsets(motion, template)
+        t = int(num_frames.max())
+        vertices = offsets.view(b, t, -1, 3).add_(template[:, None])  # in place: offsets are ours
+        return Motion(vertices, motion if self.face_model is not None else None)
+
+    def stream(
+        self,
+        chunks: Iterable[Tensor],
+        subject: str | None = None,
+        chunk_seconds: float = 0.2,
+        sampling: Sampling | None = None,
+    ) -> Iterator[Tensor]:
+        """Vertices ``[m, V, 3]`` while waveform chunks ``[n]`` arrive; see :class:`talk.pipeline.streaming.Streamer`.
+        Concatenated, they equal :meth:`generate` on the whole waveform."""
+        from talk.pipeline.streaming import Streamer
+
+        return Streamer(self, subject, chunk_seconds=chunk_seconds, sampling=sampling).stream(chunks)
