@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,8 @@ from torch import Tensor, nn
 
 from audio.encoder import AudioEncoder
 from audio.io import AudioFileNotFoundError, UnreadableAudioError, load_audio
+from talk.errors import UserError
+from talk.files import atomic_write
 
 # Bumped when the on-disk layout or the keying changes, so old entries are simply never hit again.
 CACHE_FORMAT = 1
@@ -24,7 +25,7 @@ _IGNORED_CONFIG_KEYS = ("_name_or_path", "transformers_version")
 _SIMPLE = (bool, int, float, str, type(None))
 
 
-class FeatureCacheError(ValueError):
+class FeatureCacheError(UserError, ValueError):
     """A FeatureCache was misconfigured or misused; the message names the argument and the fix."""
 
 
@@ -85,9 +86,9 @@ class FeatureCache:
     ``key_extra``. The fingerprint is a sha256 of the encoder's class, its hyperparameters (``encoder_config``)
     and all its parameter and buffer tensors (``tensor_digest``), so changing the audio, a hyperparameter or any
     weight gives a new key; stale entries are never read (delete the directory to reclaim space). Entries are
-    written to a temporary file in the same directory and moved into place with ``os.replace``, so concurrent
-    workers and crashes never leave a partial entry visible; an unreadable entry counts as a miss and is
-    rewritten.
+    written to a temporary file in the same directory and moved into place atomically (``talk.files``), so
+    concurrent workers and crashes never leave a partial entry visible; an unreadable entry counts as a miss
+    and is rewritten.
 
     Hashing a 95M-parameter model takes about half a second, so the tensor digest is memoised on each tensor's
     identity, data pointer and in-place version counter: optimiser steps, ``load_state_dict`` and in-place edits
@@ -263,15 +264,6 @@ class FeatureCache:
 
     @staticmethod
     def _write(path: Path, entry: dict[str, Any]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(entry, f)
-                f.flush()
-                os.fsync(f.fileno())
-            # Atomic on POSIX and Windows: readers see the old entry or the whole new one, never a part.
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # Readers (other workers) see the old entry or the whole new one, never a part.
+        with atomic_write(path) as f:
+            torch.save(entry, f)

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from audio.features import AudioFeatures
+from audio.streaming import StreamingEncoder, concat_features
 
 
 class AudioEncoder(nn.Module, ABC):
@@ -62,8 +63,6 @@ class AudioEncoder(nn.Module, ABC):
         Returns:
             AudioFeatures with x ``[B, num_frames(N), D]`` and an all-True mask.
         """
-        from audio.streaming import StreamingEncoder, concat_features  # streaming imports this module
-
         exact = getattr(self, "lookahead_frames", None) is not None
         stream = StreamingEncoder(
             self,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -11,55 +10,12 @@ from torch import Tensor, nn
 
 from audio.encoder import AudioEncoder
 from audio.features import AudioFeatures
+from audio.hf_conv import CONV_CHUNK_FRAMES, conv_geometry, conv_in_pieces
+from audio.hf_loading import SpeechEncoderLoadError, load_pretrained, transformers_module
+
+__all__ = ["CONV_CHUNK_FRAMES", "FREEZE_MODES", "HFSpeechEncoder", "SpeechEncoderLoadError"]
 
 FREEZE_MODES = ("all", "feature_extractor", "none")
-
-# Output frames of the convolutional feature encoder computed per piece at inference (2 s at 50 Hz). Its first
-# layers hold 512 channels at 3.2 and 1.6 kHz: over a whole 10 s input one such activation is 65 MB, far past the
-# CPU caches, and the pass turns memory bound (measured on 2 cores: 0.48 s whole vs 0.41 s in pieces for 10 s,
-# 3.67 s vs 2.69 s for 60 s); in pieces its cost per second is flat and its memory bounded.
-CONV_CHUNK_FRAMES = 100
-
-
-class SpeechEncoderLoadError(ValueError, OSError):
-    """A speech encoder checkpoint could not be loaded; the message says why and what to do."""
-
-
-def _transformers() -> Any:
-    try:
-        import transformers
-    except ImportError as err:
-        raise ImportError(
-            "HFSpeechEncoder needs the transformers package; install it with `pip install transformers`."
-        ) from err
-    return transformers
-
-
-def _is_repo_not_found(err: BaseException) -> bool:
-    """Whether the hub answered that the repository does not exist (as opposed to being unreachable)."""
-    seen: set[int] = set()
-    cur: BaseException | None = err
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if type(cur).__name__ in ("RepositoryNotFoundError", "GatedRepoError"):
-            return True
-        cur = cur.__cause__ or cur.__context__
-    return False
-
-
-def _invalid_repo_id(name: str) -> str | None:
-    """Why ``name`` (not an existing directory) cannot be a hub model id, or None when it can."""
-    if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        return "is neither an existing directory nor a valid hub model id"
-    try:
-        from huggingface_hub.utils import validate_repo_id
-
-        validate_repo_id(name)
-    except ImportError:
-        return None  # let from_pretrained decide
-    except ValueError:
-        return "is neither an existing directory nor a valid hub model id"
-    return None
 
 
 class _GivenFeatures(nn.Module):
@@ -129,7 +85,7 @@ class HFSpeechEncoder(AudioEncoder):
     ) -> None:
         super().__init__()
         self._check_options(freeze, layer, weighted_layer_sum, output_dim)  # before a possibly slow download
-        model, fe_config = self._load_pretrained(str(name_or_path))
+        model, fe_config = load_pretrained(str(name_or_path))
         self._build(model, fe_config, freeze, layer, weighted_layer_sum, output_dim, normalize_input)
 
     @classmethod
@@ -159,7 +115,7 @@ class HFSpeechEncoder(AudioEncoder):
             normalize_input: See the class docstring.
         """
         cls._check_options(freeze, layer, weighted_layer_sum, output_dim)
-        model = _transformers().AutoModel.from_config(config)
+        model = transformers_module().AutoModel.from_config(config)
         if return_attention_mask is None:
             return_attention_mask = getattr(config, "feat_extract_norm", "group") == "layer"
         fe_config = {"do_normalize": do_normalize, "return_attention_mask": return_attention_mask}
@@ -178,59 +134,6 @@ class HFSpeechEncoder(AudioEncoder):
             raise ValueError("HFSpeechEncoder: pass either layer or weighted_layer_sum=True, not both.")
         if output_dim is not None and output_dim < 1:
             raise ValueError(f"HFSpeechEncoder output_dim must be positive or None, got {output_dim}.")
-
-    @staticmethod
-    def _load_pretrained(name: str) -> tuple[nn.Module, dict[str, Any]]:
-        transformers = _transformers()
-        local = Path(name).expanduser()
-        if not local.is_dir():
-            problem = "is a file, not a checkpoint directory" if local.exists() else _invalid_repo_id(name)
-            if problem:
-                raise SpeechEncoderLoadError(
-                    f"could not load speech encoder '{name}': it {problem}; pass the directory written by "
-                    f"save_pretrained or a hub id such as 'facebook/wav2vec2-base-960h'."
-                )
-        try:
-            model = transformers.AutoModel.from_pretrained(str(local) if local.is_dir() else name)
-        except (OSError, ValueError) as err:
-            reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-            if local.is_dir():
-                message = (
-                    f"could not load speech encoder '{name}': the directory is not a transformers checkpoint "
-                    f"({reason}); save one there with save_pretrained."
-                )
-            elif isinstance(err, OSError) and _is_repo_not_found(err):
-                message = (
-                    f"could not load speech encoder '{name}': no such model on the Hugging Face hub or on disk; "
-                    f"check the name or pass a local directory."
-                )
-            elif isinstance(err, OSError):
-                message = (
-                    f"could not load speech encoder '{name}': the Hugging Face hub is unreachable; download it on "
-                    f"a connected machine and pass its local directory"
-                )
-            else:  # a malformed model id, or a cached checkpoint transformers cannot build
-                message = (
-                    f"could not load speech encoder '{name}' ({reason}); pass a wav2vec2 / HuBERT / WavLM hub id "
-                    f"or local directory."
-                )
-            error = SpeechEncoderLoadError(message)
-            error.original = err  # kept for debugging without printing the hub's traceback to the user
-            raise error from None
-
-        try:
-            fe = transformers.Wav2Vec2FeatureExtractor.from_pretrained(str(local) if local.is_dir() else name)
-            fe_config = {
-                "do_normalize": bool(fe.do_normalize),
-                "return_attention_mask": bool(fe.return_attention_mask),
-                "sampling_rate": int(fe.sampling_rate),
-            }
-        except (OSError, ValueError):
-            # No preprocessor_config.json: use the Wav2Vec2FeatureExtractor defaults for normalisation and
-            # Hugging Face's rule (attention mask only for layer-norm feature encoders).
-            norm = getattr(model.config, "feat_extract_norm", "group")
-            fe_config = {"do_normalize": True, "return_attention_mask": norm == "layer"}
-        return model, fe_config
 
     def _build(
         self,
@@ -425,71 +328,19 @@ class HFSpeechEncoder(AudioEncoder):
 
     def _conv_geometry(self) -> tuple[int, int]:
         """(total stride, receptive field) of the convolutional encoder in samples."""
-        stride, field = 1, 1
-        for k, s in zip(self.conv_kernel, self.conv_stride, strict=True):
-            field += (k - 1) * stride
-            stride *= s
-        return stride, field
+        return conv_geometry(self.conv_kernel, self.conv_stride)
 
     @torch.no_grad()
     def conv_features(self, wav: Tensor) -> Tensor:
         """The convolutional feature encoder's output ``[B, C, num_frames(N)]``, computed in pieces, no autograd.
 
-        Equals ``model.feature_extractor(wav)`` to float rounding. The convolutions have no padding, so output
-        frame i reads samples ``[i * stride, i * stride + receptive_field)`` only, and pieces of
-        ``CONV_CHUNK_FRAMES`` frames are evaluated from their own samples. A GroupNorm first layer (group-norm
-        models normalise each channel over the whole input there) uses statistics gathered over the whole input
-        in a first pass over that layer's convolution alone, which costs about 5% of the encoder. Layers of
-        another structure fall back to one whole pass.
+        Equals ``model.feature_extractor(wav)`` to float rounding: pieces of ``CONV_CHUNK_FRAMES`` frames are
+        evaluated from their own samples, a GroupNorm first layer with statistics of the whole input (see
+        :func:`audio.hf_conv.conv_in_pieces`).
 
         Args:
             wav: ``[B, N]`` waveforms, already normalised and zero-padded as the model expects.
         """
-        extractor = self.model.feature_extractor
-        layers = list(getattr(extractor, "conv_layers", ()))
-        norms = [getattr(layer, "layer_norm", None) for layer in layers]
-        simple = layers and all(hasattr(layer, "conv") for layer in layers)
-        if not simple or any(isinstance(n, nn.GroupNorm) for n in norms[1:]):
-            return extractor(wav)
         stride, field = self._conv_geometry()
-        total = self.num_frames(wav.shape[1])
-        first = layers[0]
-        affine = None
-        if isinstance(norms[0], nn.GroupNorm):
-            affine = self._group_norm_affine(first.conv, norms[0], wav)
-        pieces = []
-        for start in range(0, total, CONV_CHUNK_FRAMES):
-            end = min(total, start + CONV_CHUNK_FRAMES)
-            x = wav[:, None, start * stride : (end - 1) * stride + field]
-            for i, layer in enumerate(layers):
-                if i == 0 and affine is not None:
-                    scale, shift = affine
-                    x = layer.activation(torch.addcmul(shift, layer.conv(x), scale))
-                else:
-                    x = layer(x)
-            pieces.append(x)
-        return torch.cat(pieces, dim=-1)
-
-    def _group_norm_affine(self, conv: nn.Conv1d, norm: nn.GroupNorm, wav: Tensor) -> tuple[Tensor, Tensor]:
-        """``(scale, shift)`` ``[B, C, 1]`` with ``norm(conv(wav)) == conv(wav) * scale + shift``, gathered in pieces."""
-        kernel, step = conv.kernel_size[0], conv.stride[0]
-        positions = (wav.shape[1] - kernel) // step + 1
-        piece = CONV_CHUNK_FRAMES * max(1, self._conv_geometry()[0] // step)  # positions per piece
-        total = total_sq = 0
-        for start in range(0, positions, piece):
-            end = min(positions, start + piece)
-            y = conv(wav[:, None, start * step : (end - 1) * step + kernel])
-            total = total + y.sum(-1, dtype=torch.float64)
-            total_sq = total_sq + y.square().sum(-1, dtype=torch.float64)
-        b, c = total.shape
-        groups = norm.num_groups
-        count = positions * (c // groups)
-        mean = total.view(b, groups, -1).sum(-1) / count  # [B, G]
-        var = (total_sq.view(b, groups, -1).sum(-1) / count - mean.square()).clamp_min(0)
-        inv = torch.rsqrt(var + norm.eps).repeat_interleave(c // groups, dim=1)  # [B, C]
-        mean = mean.repeat_interleave(c // groups, dim=1)
-        weight = norm.weight.double() if norm.weight is not None else torch.ones_like(inv)
-        bias = norm.bias.double() if norm.bias is not None else torch.zeros_like(inv)
-        scale = weight * inv
-        shift = bias - mean * scale
-        return scale.to(wav.dtype)[..., None], shift.to(wav.dtype)[..., None]
+        frames = self.num_frames(wav.shape[1])
+        return conv_in_pieces(self.model.feature_extractor, wav, frames, stride, field, CONV_CHUNK_FRAMES)

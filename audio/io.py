@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from talk.errors import UserError
+
 # Shortest audio accepted: one 25 ms analysis window (400 samples at 16 kHz), the input span of the first frame
 # of both MelEncoder (default win_length) and wav2vec2-style encoders. Anything shorter yields no features.
 MIN_SECONDS = 0.025
@@ -21,7 +23,7 @@ CLIP_LEVEL = 0.999
 CLIP_FRACTION = 1e-3
 
 
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
     """An audio input the user supplied cannot be used; the message names the file and the fix."""
 
 

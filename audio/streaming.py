@@ -1,16 +1,21 @@
-"""Chunked, left-context streaming over any AudioEncoder, matching offline encoding."""
+"""Chunked, left-context streaming over any AudioEncoder, matching offline encoding.
+
+This module depends on the encoder *contract* only (:class:`FrameEncoder`), not on :mod:`audio.encoder`, so that
+``AudioEncoder.encode_long`` can build on it: the dependency goes ``audio.encoder -> audio.streaming``.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from audio.encoder import AudioEncoder
 from audio.features import AudioFeatures
+from talk.errors import UserError
 
 # Right look-ahead used for encoders without a declared receptive field (wav2vec2 / HuBERT / WavLM). Their
 # transformer attends to the whole input, so no finite margin is exact. 10 frames (200 ms) keeps the total delay
@@ -19,8 +24,25 @@ from audio.features import AudioFeatures
 DEFAULT_UNBOUNDED_LOOKAHEAD_SECONDS = 0.2
 
 
-class StreamingError(ValueError):
+class StreamingError(UserError, ValueError):
     """A streaming encoder was configured or fed incorrectly; the message names the argument and the fix."""
+
+
+class FrameEncoder(Protocol):
+    """What streaming needs of an :class:`audio.encoder.AudioEncoder` (which satisfies it): an ``nn.Module`` with
+    these attributes, optionally ``lookahead_frames`` and ``receptive_field_samples`` (exact streaming)."""
+
+    sample_rate: int
+    output_dim: int
+    frame_rate: float
+
+    def num_frames(self, num_samples: int) -> int: ...
+
+    def __call__(self, wav: Tensor) -> AudioFeatures: ...
+
+
+# Checked at construction: the attributes of the AudioEncoder contract that streaming reads.
+_CONTRACT = ("sample_rate", "output_dim", "frame_rate", "num_frames")
 
 
 def concat_features(parts: Iterable[AudioFeatures]) -> AudioFeatures:
@@ -101,12 +123,12 @@ class StreamingEncoder:
 
     def __init__(
         self,
-        encoder: AudioEncoder,
+        encoder: FrameEncoder,
         chunk_seconds: float = 0.2,
         left_context_seconds: float | None = 2.0,
         lookahead_seconds: float | None = None,
     ) -> None:
-        if not isinstance(encoder, AudioEncoder):
+        if not isinstance(encoder, nn.Module) or not all(hasattr(encoder, a) for a in _CONTRACT):
             raise StreamingError(
                 f"StreamingEncoder encoder must be an AudioEncoder, got {type(encoder).__name__}."
             )

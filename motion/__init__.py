@@ -1,26 +1,33 @@
-"""Face models, motion tokenizers and generators (pure torch; no Lightning)."""
+"""Face models, motion tokenizers and generators (pure torch; no Lightning), one sub-package per concept.
 
-from motion.face.base import FaceModel, FaceModelOutput
-from motion.face.flame import FLAME, FLAMEParams
-from motion.face.flame_io import (
+- :mod:`motion.face`: face models behind one interface (FLAME, the procedural FLAME-format head).
+- :mod:`motion.tokens`: residual VQ and the motion tokenizer (motion <-> discrete codes).
+- :mod:`motion.lm`: the motion language model over those codes.
+- :mod:`motion.regression`: the FaceFormer-style continuous regressor.
+"""
+
+from motion.face import (
+    EXPRESSION_NAMES,
+    FLAME,
+    FaceModel,
+    FaceModelOutput,
     FlameModelFormatError,
     FlameModelNotFoundError,
-    load_flame_masks,
-    load_flame_model,
-    load_landmark_embedding,
-)
-from motion.face.procedural.face import (
-    EXPRESSION_NAMES,
+    FLAMEParams,
     ProceduralFace,
     ProceduralFacePaths,
     build_procedural_face,
+    load_flame_masks,
+    load_flame_model,
+    load_landmark_embedding,
     write_procedural_face,
 )
-from motion.lm.model import LMOutput, MotionLM
-from motion.lm.patterns import Pattern
-from motion.regression.regressor import FaceFormerRegressor
-from motion.tokens.quantizer import QuantizedResult, ResidualVQ, VectorQuantizer
-from motion.tokens.tokenizer import MotionTokenizer, TokenizerOutput
+from motion.lm import LMOutput, MotionLM
+from motion.lm.patterns import (
+    Pattern,  # motion.lm's own exports are its maintainer's; this keeps motion.Pattern
+)
+from motion.regression import FaceFormerRegressor
+from motion.tokens import MotionTokenizer, QuantizedResult, ResidualVQ, TokenizerOutput, VectorQuantizer
 
 __all__ = [
     "EXPRESSION_NAMES",

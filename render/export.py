@@ -16,14 +16,15 @@ never leaves a truncated file under a final name. trimesh is imported lazily.
 from __future__ import annotations
 
 import io
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from torch import Tensor
+
+from talk.errors import UserError
+from talk.files import write_bytes_atomic
 
 __all__ = ["MeshExportError", "export_meshes", "NPZ_NAME"]
 
@@ -31,7 +32,7 @@ NPZ_NAME = "meshes.npz"
 _FRAME = re.compile(r"^frame_\d{5,}\.(obj|ply)$")
 
 
-class MeshExportError(ValueError):
+class MeshExportError(UserError, ValueError):
     """Invalid input or output directory for :func:`export_meshes`."""
 
 
@@ -51,17 +52,6 @@ def _existing_outputs(out_dir: Path) -> list[Path]:
     return sorted(
         p for p in out_dir.iterdir() if p.is_file() and (_FRAME.match(p.name) or p.name == NPZ_NAME)
     )
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _mesh_bytes(vertices: np.ndarray, faces: np.ndarray, fmt: str) -> bytes:
@@ -146,11 +136,11 @@ def export_meshes(
         buffer = io.BytesIO()
         np.savez(buffer, **payload)
         path = out / NPZ_NAME
-        _atomic_write(path, buffer.getvalue())
+        write_bytes_atomic(path, buffer.getvalue())
         return [path]
     written = []
     for t in range(verts32.shape[0]):
         path = out / f"frame_{t:05d}.{fmt}"
-        _atomic_write(path, _mesh_bytes(verts32[t], tris, fmt))
+        write_bytes_atomic(path, _mesh_bytes(verts32[t], tris, fmt))
         written.append(path)
     return written

@@ -30,6 +30,7 @@ from render.shading import (
     lambert,
     vertex_normals,
 )
+from talk.errors import UserError
 
 __all__ = ["Pytorch3DNotInstalledError", "Pytorch3DRenderer", "to_pytorch3d_cameras"]
 
@@ -44,7 +45,7 @@ _INSTALL_HINT = (
 _FLIP_XZ = (-1.0, 1.0, -1.0)
 
 
-class Pytorch3DNotInstalledError(ImportError):
+class Pytorch3DNotInstalledError(UserError, ImportError):
     """pytorch3d cannot be imported; the message says how to get it."""
 
 

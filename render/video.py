@@ -1,6 +1,8 @@
-"""Frames + audio -> H.264/AAC mp4 through ffmpeg, streamed; and an ffprobe-free :func:`probe_video`.
+"""Frames + audio -> H.264/AAC mp4 through ffmpeg, streamed.
 
-The ffmpeg binary is the one shipped by ``imageio-ffmpeg``; commands are built with ``ffmpeg-python``.
+The ffmpeg binary is the one shipped by ``imageio-ffmpeg`` (:mod:`render.ffmpeg_bin`); commands are built with
+``ffmpeg-python``. :func:`probe_video` and :class:`VideoInfo` live in :mod:`render.probe` and are re-exported
+here.
 
 :class:`VideoWriter` works in two steps so that the streams agree exactly:
 
@@ -11,48 +13,31 @@ The ffmpeg binary is the one shipped by ``imageio-ffmpeg``; commands are built w
    than the video and trims it when it is longer. Both streams then last N/fps (AAC priming and the last partial
    AAC frame are handled by the mp4 edit list). Without audio, step 2 is skipped.
 
-The finished file is moved into place atomically, so a crashed or aborted run never leaves a truncated
-``path``. ffmpeg's stderr goes to a temporary file (not a pipe), so a long encode can never block on a full
-stderr pipe; on failure a one-line ``RuntimeError`` quotes its last line.
+The finished file is flushed to disk and moved into place atomically (:mod:`talk.files`), so a crashed or
+aborted run never leaves a truncated ``path``. ffmpeg's stderr goes to a temporary file (not a pipe), so a long
+encode can never block on a full stderr pipe; on failure a one-line ``RuntimeError`` quotes its last line.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
 import ffmpeg
-import imageio_ffmpeg
 import numpy as np
 from torch import Tensor
 
+from render.ffmpeg_bin import ffmpeg_exe, last_line
+from render.probe import VideoInfo, probe_video
+from talk.files import commit_temp, temp_beside
+
 __all__ = ["VideoWriter", "VideoInfo", "probe_video", "ffmpeg_exe"]
-
-
-def ffmpeg_exe() -> str:
-    """Path of the ffmpeg binary bundled with imageio-ffmpeg."""
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def _last_line(log: IO[bytes] | bytes) -> str:
-    """ffmpeg's last stderr line, preceded by its first one when they differ (often the root cause)."""
-    if not isinstance(log, bytes):
-        log.flush()
-        log.seek(0)
-        log = log.read()
-    lines = [ln.strip() for ln in log.decode("utf-8", "replace").splitlines() if ln.strip()]
-    if not lines:
-        return "(ffmpeg printed nothing)"
-    return lines[-1] if len(lines) == 1 else f"{lines[0]} [...] {lines[-1]}"
-
 
 _X264_PRESETS = tuple("ultrafast superfast veryfast faster fast medium slow slower veryslow placebo".split())
 
@@ -136,10 +121,7 @@ class VideoWriter:
         return self._n_frames
 
     def _start(self, height: int, width: int) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".video.mp4", dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._tmp = temp_beside(self.path, suffix=".video.mp4")  # creates the parent folders too
         self._size = (height, width)
         stream = ffmpeg.input(
             "pipe:",
@@ -185,7 +167,7 @@ class VideoWriter:
             self._proc.stdin.write(np.ascontiguousarray(batch).data)
         except (BrokenPipeError, OSError):
             self._proc.wait()
-            message = f"ffmpeg failed while encoding {self.path}: {_last_line(self._log)}"
+            message = f"ffmpeg failed while encoding {self.path}: {last_line(self._log)}"
             self.abort()
             raise RuntimeError(message) from None
         self._n_frames += batch.shape[0]
@@ -207,7 +189,7 @@ class VideoWriter:
         except (BrokenPipeError, OSError):
             pass
         if self._proc.wait() != 0:
-            message = f"ffmpeg failed while encoding {self.path}: {_last_line(self._log)}"
+            message = f"ffmpeg failed while encoding {self.path}: {last_line(self._log)}"
             self.abort()
             raise RuntimeError(message)
         if self.audio is not None:
@@ -216,7 +198,7 @@ class VideoWriter:
             except RuntimeError:
                 self.abort()
                 raise
-        os.replace(self._tmp, self.path)
+        commit_temp(self._tmp, self.path)
         self._tmp = None
         self._cleanup()
         return self.path
@@ -250,7 +232,7 @@ class VideoWriter:
             if code != 0:
                 muxed.unlink(missing_ok=True)
                 raise RuntimeError(
-                    f"ffmpeg failed to mux audio {self.audio} into {self.path}: {_last_line(log)}"
+                    f"ffmpeg failed to mux audio {self.audio} into {self.path}: {last_line(log)}"
                 )
         os.replace(muxed, self._tmp)
 
@@ -290,139 +272,3 @@ class VideoWriter:
         # A writer dropped without close() must not leave an ffmpeg process or a hidden temp file behind.
         if not getattr(self, "_closed", True):
             self.abort()
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What :func:`probe_video` found in a video file.
-
-    Attributes:
-        video_codec: e.g. ``"h264"``.
-        audio_codec: e.g. ``"aac"``, None without an audio stream.
-        width, height: frame size in pixels.
-        fps: frame rate of the first video stream.
-        n_frames: number of video packets (frames) in the first video stream, counted, not estimated.
-        video_duration: ``n_frames / fps`` seconds (exact for constant frame rate video).
-        audio_duration: decoded audio length in seconds (samples / sample rate), None without audio.
-        audio_sample_rate: Hz, None without audio.
-        duration: container duration in seconds (10 ms resolution), None when ffmpeg reports N/A.
-    """
-
-    video_codec: str
-    audio_codec: str | None
-    width: int
-    height: int
-    fps: float
-    n_frames: int
-    video_duration: float
-    audio_duration: float | None
-    audio_sample_rate: int | None
-    duration: float | None
-
-
-def _run(
-    args: list[str], what: str, stdout: int | IO[bytes] = subprocess.DEVNULL
-) -> subprocess.CompletedProcess:
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.run([ffmpeg_exe(), *args], stdin=subprocess.DEVNULL, stdout=stdout, stderr=log)
-        if proc.returncode != 0:
-            raise RuntimeError(f"ffmpeg failed to {what}: {_last_line(log)}")
-    return proc
-
-
-def _parse_fps(line: str) -> float | None:
-    for pattern in (r"([\d.]+)(k?) fps", r"([\d.]+)(k?) tbr"):
-        match = re.search(pattern, line)
-        if match:
-            return float(match.group(1)) * (1000.0 if match.group(2) else 1.0)
-    return None
-
-
-def probe_video(path: str | Path) -> VideoInfo:
-    """Inspect a video file with ffmpeg alone (imageio-ffmpeg ships no ffprobe).
-
-    Stream metadata come from ``ffmpeg -i``; frames are counted by stream-copying the video to the null muxer;
-    the audio is decoded to PCM and its samples counted (so edit lists and padding are taken into account).
-
-    Args:
-        path: video file.
-
-    Returns:
-        A :class:`VideoInfo`.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"probe_video: {path} does not exist.")
-    with tempfile.TemporaryFile() as log:
-        # Without an output ffmpeg exits with an error after printing the input description: that is expected.
-        subprocess.run(
-            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-        log.seek(0)
-        text = log.read().decode("utf-8", "replace")
-    streams = [ln for ln in text.splitlines() if re.match(r"\s*Stream #\d+:\d+", ln)]
-    video = next((ln for ln in streams if ": Video: " in ln and "attached pic" not in ln), None)
-    if video is None:
-        raise RuntimeError(f"ffmpeg found no video stream in {path}: {_last_line(text.encode())}")
-    audio = next((ln for ln in streams if ": Audio: " in ln), None)
-
-    video_codec = re.search(r": Video: (\w+)", video).group(1)
-    size = re.search(r"[ ,](\d{1,5})x(\d{1,5})[ ,\[]", video)
-    fps = _parse_fps(video)
-    if size is None or fps is None:
-        raise RuntimeError(f"probe_video: cannot parse size / fps of {path} from ffmpeg: {video.strip()}")
-    duration_match = re.search(r"Duration: (\d+):(\d+):([\d.]+)", text)
-    duration = None
-    if duration_match:
-        h, m, s = duration_match.groups()
-        duration = int(h) * 3600 + int(m) * 60 + float(s)
-
-    # Stream-copying to the null muxer counts packets without decoding; -progress prints "frame=N" lines.
-    copy_to_null = [
-        "-v",
-        "error",
-        "-nostdin",
-        "-i",
-        str(path),
-        *"-map 0:v:0 -c copy -f null -progress pipe:1 -".split(),
-    ]
-    counted = _run(copy_to_null, f"count the frames of {path}", stdout=subprocess.PIPE)
-    frames = re.findall(rb"^frame=\s*(\d+)", counted.stdout, flags=re.MULTILINE)
-    if not frames:
-        raise RuntimeError(f"probe_video: ffmpeg reported no frame count for {path}.")
-    n_frames = int(frames[-1])
-
-    audio_codec = audio_rate = audio_duration = None
-    if audio is not None:
-        audio_codec = re.search(r": Audio: (\w+)", audio).group(1)
-        audio_rate = int(re.search(r"(\d+) Hz", audio).group(1))
-        audio_duration = _decoded_samples(path, audio_rate) / audio_rate
-    return VideoInfo(
-        video_codec=video_codec,
-        audio_codec=audio_codec,
-        width=int(size.group(1)),
-        height=int(size.group(2)),
-        fps=fps,
-        n_frames=n_frames,
-        video_duration=n_frames / fps,
-        audio_duration=audio_duration,
-        audio_sample_rate=audio_rate,
-        duration=duration,
-    )
-
-
-def _decoded_samples(path: Path, sample_rate: int) -> int:
-    """Decode the first audio stream to mono 16-bit PCM and count the samples, reading in chunks."""
-    args = [ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-map", "0:a:0", "-ac", "1"]
-    args += ["-ar", str(sample_rate), "-f", "s16le", "-"]
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
-        n_bytes = 0
-        while chunk := proc.stdout.read(1 << 20):
-            n_bytes += len(chunk)
-        if proc.wait() != 0:
-            raise RuntimeError(f"ffmpeg failed to decode the audio of {path}: {_last_line(log)}")
-    return n_bytes // 2

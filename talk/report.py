@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from talk.errors import TalkError
+from talk.errors import UserError
 from talk.metrics import DISPLAY
 
 PLOT_FILENAME = "per_sequence.png"
 REPORT_FILENAME = "report.md"
 
 
-class ReportError(TalkError, ValueError):
+class ReportError(UserError, ValueError):
     """A run directory does not hold readable ``talk test`` results."""
 
 

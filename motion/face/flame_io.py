@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from talk.errors import UserError
+
 __all__ = [
     "FLAME_REQUIRED_KEYS",
     "FlameModelNotFoundError",
@@ -44,11 +46,11 @@ _DOWNLOAD_HINT = (
 )
 
 
-class FlameModelNotFoundError(FileNotFoundError):
+class FlameModelNotFoundError(UserError, FileNotFoundError):
     """Raised when a FLAME model / masks / landmark file does not exist."""
 
 
-class FlameModelFormatError(ValueError):
+class FlameModelFormatError(UserError, ValueError):
     """Raised when a file exists but is not a FLAME model of the expected structure."""
 
 

@@ -17,8 +17,12 @@ from talk.pipeline.load import export, from_checkpoint
 from talk.pipeline.model import AudioToMotion, Motion
 from talk.pipeline.streaming import Streamer, StreamStats
 
-# The name users reach for: ``Pipeline.from_checkpoint(path)`` returns an AudioToMotion.
-Pipeline = AudioToMotion
+
+class Pipeline:
+    """Where users start: ``Pipeline.from_checkpoint(path, device="cpu")`` -> an :class:`AudioToMotion` in eval
+    mode, from a ``talk fit`` checkpoint or a ``talk export`` file, without importing Lightning."""
+
+    from_checkpoint = staticmethod(from_checkpoint)
 
 __all__ = [
     "AnimationResult",

@@ -74,7 +74,7 @@ def animate(
     (and one-frame batches are the renderer's fastest path on a CPU).
 
     Args:
-        model: The audio-to-motion model (``AudioToMotion.from_checkpoint``).
+        model: The audio-to-motion model (``Pipeline.from_checkpoint``).
         audio: Speech file (any format, rate and channel count that ``audio.load_audio`` reads); muxed into the
             video.
         output: Output ``.mp4``.

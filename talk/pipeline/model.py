@@ -3,14 +3,13 @@
 One audio encoder, one generator (:mod:`talk.pipeline.generators`), an optional face model whose parameters the
 generator speaks, the dataset's :class:`~talk.pipeline.assets.Assets` and one :class:`~motion.lm.Sampling`. The
 LightningModules of :mod:`talk.training` hold one of these plus their losses and metrics; users load one with
-:func:`talk.pipeline.load.from_checkpoint` and never import Lightning.
+:func:`talk.pipeline.Pipeline.from_checkpoint` and never import Lightning.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -81,14 +80,6 @@ class AudioToMotion(nn.Module):
         self.encoder_window_seconds = encoder_window_seconds
         self.encoder_context_seconds = encoder_context_seconds
         self.assets = assets
-
-    # ------------------------------------------------------------------------------------------------ loading
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> AudioToMotion:
-        """Loads a ``talk fit`` checkpoint or a ``talk export`` file, without importing Lightning."""
-        from talk.pipeline.load import from_checkpoint
-
-        return from_checkpoint(path, device)
 
     @property
     def device(self) -> torch.device:

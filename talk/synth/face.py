@@ -20,12 +20,13 @@ from torch import Tensor
 from motion.face.flame import FLAME, batch_rodrigues
 from motion.face.flame_io import load_flame_masks
 from motion.face.procedural.face import EXPRESSION_NAMES
+from talk.errors import UserError
 from talk.synth.articulation import LipContact
 
 _JAW = 2  # FLAME joint order: root, neck, jaw, left eye, right eye
 
 
-class FaceModelError(ValueError):
+class FaceModelError(UserError, ValueError):
     """The face-model files do not have what the generator needs."""
 
 

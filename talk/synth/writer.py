@@ -31,6 +31,8 @@ import torch
 from tqdm import tqdm
 
 from motion.face.procedural.face import EXPRESSION_NAMES, write_procedural_face
+from talk.errors import UserError
+from talk.files import atomic_write, write_atomic, write_text_atomic
 from talk.synth.articulation import LipContact, build_trajectory, draw_idle_motion, face_controls
 from talk.synth.face import JawFace, calibrate_lip_contact, lip_pairs, load_face
 from talk.synth.phonemes import CLOSURE_FRACTION, Utterance, generate_utterance
@@ -43,7 +45,7 @@ N_SHAPE = 20  # leading shape coefficients that vary between speakers
 FACE_SEED = 0  # every synthetic dataset shares one procedural face topology
 
 
-class SynthesisError(ValueError):
+class SynthesisError(UserError, ValueError):
     """Invalid arguments to the dataset generator."""
 
 
@@ -173,11 +175,14 @@ def _write_job(job: tuple[str, SpeakerProfile, int, int, int]) -> dict:
     root = Path(out_dir)
     wav = root / "wav" / f"{seq.name}.wav"
     npy = root / "vertices_npy" / f"{seq.name}.npy"
-    sf.write(str(wav), seq.audio, sample_rate, subtype="PCM_16")
-    np.save(npy, seq.vertices.reshape(len(seq.vertices), -1))
+    # Every file goes through a temporary one, so a killed run never leaves a truncated file under a final name.
+    with atomic_write(wav) as f:
+        sf.write(f, seq.audio, sample_rate, format="WAV", subtype="PCM_16")
+    write_atomic(npy, lambda f: np.save(f, seq.vertices.reshape(len(seq.vertices), -1)))
     npz = root / "flame" / f"{seq.name}.npz"
-    np.savez(npz, expression=seq.expression.astype(np.float32), jaw=seq.jaw_pose.astype(np.float32),
-             shape=np.asarray(speaker.shape, dtype=np.float32))  # fmt: skip
+    with atomic_write(npz) as f:
+        np.savez(f, expression=seq.expression.astype(np.float32), jaw=seq.jaw_pose.astype(np.float32),
+                 shape=np.asarray(speaker.shape, dtype=np.float32))  # fmt: skip
     return {
         "name": seq.name,
         "subject": speaker.name,
@@ -271,8 +276,7 @@ def synthesize_dataset(
     finally:
         torch.set_num_threads(threads)
 
-    with open(root / "templates.pkl", "wb") as fh:
-        pickle.dump(templates, fh, protocol=2)
+    write_atomic(root / "templates.pkl", lambda f: pickle.dump(templates, f, protocol=2))
     meta = {
         "version": VERSION,
         "seed": seed,
@@ -284,9 +288,9 @@ def synthesize_dataset(
         "speakers": [spk.to_json() for spk in profiles],
         "sequences": [{k: v for k, v in rec.items() if k != "files"} for rec in records],
     }
-    (root / "synth_meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+    write_text_atomic(root / "synth_meta.json", json.dumps(meta, indent=1, sort_keys=True))
     manifest = root / "flame_manifest.jsonl"
-    manifest.write_text(flame_manifest(records, [spk.name for spk in profiles]))
+    write_text_atomic(manifest, flame_manifest(records, [spk.name for spk in profiles]))
 
     files = [Path(f) for rec in records for f in rec["files"]]
     files += [root / "templates.pkl", root / "synth_meta.json", manifest]

@@ -182,6 +182,27 @@ def test_errors(mel: MelEncoder) -> None:
     assert issubclass(StreamingError, ValueError)
 
 
+def test_encode_long_streams_exactly_and_non_encoders_are_refused(mel: MelEncoder) -> None:
+    torch.manual_seed(3)
+    wav = torch.randn(1, 16000 + 77) * 0.1
+    long = mel.encode_long(wav, window_seconds=0.3, context_seconds=0.1)  # AudioEncoder's generic version
+    assert long.x.shape == mel(wav).x.shape and (long.x - mel(wav).x).abs().max().item() < 1e-5
+    with pytest.raises(StreamingError, match="must be an AudioEncoder"):
+        StreamingEncoder(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
+
+
+def test_streaming_does_not_import_the_encoder_module() -> None:
+    """audio.encoder builds encode_long on audio.streaming, so streaming must not import it back (no cycle)."""
+    import ast
+
+    import audio.streaming
+
+    tree = ast.parse(Path(audio.streaming.__file__).read_text(encoding="utf-8"))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert "audio.encoder" not in imported and "audio" not in imported
+
+
 # Tiny random wav2vec2 on the first 2 s of the ARCTIC utterance, 0.2 s chunks, default 0.2 s look-ahead.
 # Measured (torch 2.13, transformers 5.x, seed 0): mean / max abs diff to offline at left context
 # 0.2 s: 0.225 / 1.60, 1.0 s: 0.155 / 1.38, 2.0 s (whole past): 0.124 / 1.38 (features have unit std).

@@ -23,6 +23,7 @@ import numpy as np
 from motion.face.procedural import geometry as geo
 from motion.face.procedural import rig
 from motion.face.procedural.mesh import build_mesh
+from talk.files import write_atomic
 
 __all__ = [
     "EXPRESSION_NAMES",
@@ -181,12 +182,9 @@ def write_procedural_face(out_dir: str | Path, seed: int = 0) -> ProceduralFaceP
     face = _build(int(seed))
     paths = ProceduralFacePaths(out / MODEL_FILENAME, out / MASKS_FILENAME, out / LANDMARKS_FILENAME)
     # protocol 2 keeps the files readable the way FLAME's are (latin1, old protocol)
-    with open(paths.model, "wb") as fh:
-        pickle.dump(face.model, fh, protocol=2)
-    with open(paths.masks, "wb") as fh:
-        pickle.dump(face.masks, fh, protocol=2)
+    write_atomic(paths.model, lambda fh: pickle.dump(face.model, fh, protocol=2))
+    write_atomic(paths.masks, lambda fh: pickle.dump(face.masks, fh, protocol=2))
     lmk = {k: v for k, v in face.landmarks.items() if k != "names"}
     lmk["names"] = [str(n) for n in face.landmarks["names"]]
-    with open(paths.landmarks, "wb") as fh:
-        pickle.dump(lmk, fh, protocol=2)
+    write_atomic(paths.landmarks, lambda fh: pickle.dump(lmk, fh, protocol=2))
     return paths

@@ -26,7 +26,6 @@ renamed into place, so a killed run never leaves a half-written output that a la
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import time
 import warnings
@@ -40,6 +39,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from talk.errors import DatasetError
+from talk.files import write_atomic
 
 RELEASE_FILES = ("data_verts.npy", "raw_audio_fixed.pkl", "subj_seq_to_idx.pkl", "templates.pkl")
 _RELEASE_HINT = (
@@ -147,17 +147,8 @@ class _Job:
 
 # ----------------------------------------------------------------------------------------------- atomic output
 def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Writes through a hidden temporary file in the same folder, then renames it into place."""
-    tmp = path.with_name(f".{path.name}{_PARTIAL}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Writes through a hidden temporary file in the same folder (ending in ``.partial``), renamed into place."""
+    write_atomic(path, write, suffix=_PARTIAL)
 
 
 def _same_npy(path: Path, rows: np.ndarray) -> bool:
