@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from audio.encoder import AudioEncoder
 from audio.features import AudioFeatures
+from audio.filterbank import mel_filterbank
 
 # Fixed normalisation of log(mel power + LOG_EPS), measured on the bundled CMU ARCTIC utterance (16 kHz
 # speech, peak about -4 dBFS, pauses included) so that its frames land near zero mean and unit variance.
@@ -103,11 +104,7 @@ class MelEncoder(AudioEncoder):
 
         # Derived from the config, so not saved in checkpoints (persistent=False).
         self.register_buffer("window", torch.hann_window(win_length, periodic=True), persistent=False)
-        import librosa  # deferred: only the filterbank needs it, and importing librosa is slow
-
-        mel_fb = librosa.filters.mel(
-            sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=sample_rate / 2
-        )
+        mel_fb = mel_filterbank(sample_rate, n_fft, n_mels, fmin=0.0, fmax=sample_rate / 2)
         # [n_mels, n_fft // 2 + 1]
         self.register_buffer("mel_fb", torch.from_numpy(mel_fb).float(), persistent=False)
 

@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from audio.hf import HFSpeechEncoder  # noqa: E402
 from audio.io import load_audio  # noqa: E402
 from audio.mel import MelEncoder  # noqa: E402
-from motion.lm import MotionLM  # noqa: E402
+from motion.lm import MotionLM, Sampling  # noqa: E402
 from motion.regression.regressor import FaceFormerRegressor  # noqa: E402
 from motion.tokens.quantizer import ResidualVQ  # noqa: E402
 from motion.tokens.tokenizer import MotionTokenizer  # noqa: E402
@@ -85,7 +85,7 @@ def flagship(encoder, template: torch.Tensor) -> AudioToMotion:  # noqa: ANN001
     lm = functools.partial(MotionLM, d_model=256, num_layers=4, num_heads=4, ff_dim=1024, pattern="parallel",
                            lookahead=3, dropout=0.0, max_context=256)  # fmt: skip
     module = AudioToMotionModule(encoder, lm, motion_dim=VERTICES * 3, num_styles=len(SUBJECTS), fps=FPS,
-                                 tokenizer=tokenizer, greedy=False, seed=0, decode_latent="expected")  # fmt: skip
+                                 tokenizer=tokenizer, sampling=Sampling(seed=0), decode_latent="expected")  # fmt: skip
     return with_assets(module, template)
 
 

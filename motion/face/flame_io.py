@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from talk.errors import UserError
 
@@ -86,7 +85,9 @@ class _SparseStandIn:
     def __setstate__(self, state: Any) -> None:
         self.state = state if isinstance(state, dict) else {}
 
-    def rebuild(self) -> sp.spmatrix:
+    def rebuild(self):  # noqa: ANN201 - a scipy.sparse matrix
+        import scipy.sparse as sp  # deferred: only FLAME files need it, and it costs start-up
+
         st = self.state
         shape = st.get("_shape", st.get("shape"))
         fmt = st.get("format", self.fmt)
@@ -185,6 +186,8 @@ def load_flame_model(path: str | Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, val in model.items():
         if key == "J_regressor":
+            import scipy.sparse as sp
+
             out[key] = sp.csc_matrix(val) if sp.issparse(val) else sp.csc_matrix(np.asarray(val, np.float64))
         elif isinstance(val, np.ndarray) or key in FLAME_REQUIRED_KEYS:
             out[key] = np.asarray(val)

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from motion.lm.inputs import MotionLMInputError, check_audio
 from motion.lm.outputs import Generation
 from motion.lm.sampling import Sampling, sample_tokens
 from motion.lm.transformer import rope_frequencies
 
-if TYPE_CHECKING:
-    from motion.lm.model import MotionLM
+# ``model`` below is always a ``motion.lm.MotionLM``, typed as a module here so that the dependency runs one way
+# (model -> decode): the decode loop uses only MotionLM's public step API.
 
 
 @contextmanager
@@ -65,7 +64,7 @@ class DecodeSession:
     @torch.inference_mode()
     def __init__(
         self,
-        model: MotionLM,
+        model: nn.Module,
         style: Tensor,
         sampling: Sampling,
         capacity: int,
@@ -222,7 +221,7 @@ class DecodeSession:
 
 
 def generate(
-    model: MotionLM,
+    model: nn.Module,
     audio: Tensor,
     style: Tensor,
     num_frames: int | None,
@@ -247,7 +246,7 @@ def generate(
 
 
 def stream(
-    model: MotionLM, audio_chunks: Iterable[Tensor], style: Tensor, sampling: Sampling, return_probs: bool
+    model: nn.Module, audio_chunks: Iterable[Tensor], style: Tensor, sampling: Sampling, return_probs: bool
 ) -> Iterator[Generation]:
     """The body of :meth:`MotionLM.stream <motion.lm.model.MotionLM.stream>` (see there).
 
@@ -267,7 +266,7 @@ def _stream(session: DecodeSession, audio_chunks: Iterable[Tensor]) -> Iterator[
         yield out
 
 
-def teacher_forced_logits(model: MotionLM, sequence: Tensor, audio: Tensor, style: Tensor) -> Tensor:
+def teacher_forced_logits(model: nn.Module, sequence: Tensor, audio: Tensor, style: Tensor) -> Tensor:
     """Logits ``[B, K, S, C]`` of a step sequence ``[B, K, S]`` fed step by step through the KV cache.
 
     The incremental decoder of :func:`generate`, teacher-forced (``MotionLM.forward_cached``).

@@ -58,7 +58,9 @@ def animate(
     except ValueError:
         colour = ()
     if len(colour) != 3 or not all(0.0 <= c <= 1.0 for c in colour):
-        raise UserError(f"--background {background!r} must be three numbers R,G,B in [0, 1], e.g. 1,1,1 for white.")
+        raise UserError(
+            f"--background {background!r} must be three numbers R,G,B in [0, 1], e.g. 1,1,1 for white."
+        )
     if ground_truth is None and ground_truth_fps is not None:
         raise UserError("--ground-truth-fps needs --ground-truth.")
 
@@ -75,7 +77,9 @@ def animate(
         model.sampling = dataclasses.replace(model.sampling, seed=seed)
     truth = None
     if ground_truth is not None:
-        truth = _load_ground_truth(ground_truth, int(model._assets().faces.max()) + 1, model.fps, ground_truth_fps)
+        truth = _load_ground_truth(
+            ground_truth, int(model._assets().faces.max()) + 1, model.fps, ground_truth_fps
+        )
     result = animate_model(
         model,
         audio,

@@ -15,7 +15,8 @@ def export(checkpoint: Path, output: Path) -> None:
         output: The file to write (e.g. model.pt).
     """
     from talk.errors import CheckpointError
-    from talk.pipeline.load import build, export as write, pipeline_parts, read_checkpoint
+    from talk.pipeline.load import build, pipeline_parts, read_checkpoint
+    from talk.pipeline.load import export as write
 
     ckpt = read_checkpoint(checkpoint)
     if ckpt.get("talk_pipeline") is not None or ckpt.get("format") is not None:
@@ -26,7 +27,9 @@ def export(checkpoint: Path, output: Path) -> None:
 
         module = load_model(checkpoint)
         if module.model is None or module.pipeline_config is None:
-            raise CheckpointError(f"{checkpoint} holds a {type(module).__name__}, which has no inference model to export.")
+            raise CheckpointError(
+                f"{checkpoint} holds a {type(module).__name__}, which has no inference model to export."
+            )
         model, config = module.model, module.pipeline_config
     path = write(model, config, output)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

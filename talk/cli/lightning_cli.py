@@ -1,20 +1,115 @@
-"""``talk fit|validate|test|predict``: LightningCLI with talk's links, run directory and test report."""
+"""``talk fit|validate|test|predict``: LightningCLI with talk's links, run directory and test report.
+
+Configs compose in this order, later ones winning: ``experiments/trainer/default.yaml`` (the trainer every config
+shares, read automatically), the files given with ``-c`` (model, data and what differs), the command line.
+
+Every output of a run goes under its run directory, ``trainer.default_root_dir``: logger ``save_dir`` and
+``ModelCheckpoint.dirpath`` left empty are filled from it (:func:`resolve_run_dir`), ``talk test`` writes
+``metrics.json`` there, and ``ComparisonVideos`` writes ``videos/`` there. Two runs with different run directories
+never touch each other's files.
+"""
 
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
+import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
+from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from talk.files import atomic_write, write_text_atomic
 from talk.report import print_metrics_table
 from talk.training.checkpoint_io import AtomicCheckpointIO
+
+# Located from this file, i.e. in the source tree: an editable install (`pip install -e .`, as `make` does) finds
+# it from any working directory. A wheel carries no experiments/, so there the file is absent and skipped; pass a
+# trainer config with -c instead.
+DEFAULT_TRAINER_CONFIG = Path(__file__).resolve().parents[2] / "experiments" / "trainer" / "default.yaml"
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+def resolve_run_dir(cfg: Namespace) -> Namespace:
+    """A copy of ``cfg`` with the run's output paths that were left empty placed in its run directory.
+
+    The run directory is ``trainer.default_root_dir`` (the working directory when unset, as in Lightning). Filled
+    when ``None``: ``save_dir`` of every logger in ``trainer.logger`` (the run directory), the wandb-style run
+    ``name`` of a logger (the run directory's last two parts, ``outputs/synthetic/lm`` -> ``synthetic-lm``), and
+    ``dirpath`` of every ``ModelCheckpoint`` in ``trainer.callbacks`` (``<run dir>/checkpoints``). Paths given
+    explicitly are kept. Idempotent.
+
+    Args:
+        cfg: A parsed config: of one subcommand (with a ``trainer`` key) or of the whole CLI (with ``subcommand``).
+
+    Returns:
+        The filled copy (an unchanged copy when ``cfg`` has no trainer section).
+    """
+    cfg = cfg.clone()
+    subcommand = cfg.get("subcommand")
+    node = cfg.get(subcommand) if isinstance(subcommand, str) else cfg
+    trainer = node.get("trainer") if isinstance(node, Namespace) else None
+    if not isinstance(trainer, Namespace):
+        return cfg
+    run_dir = trainer.get("default_root_dir")
+    run_dir = str(run_dir) if run_dir else None
+    for spec in _subclass_specs(trainer.get("logger")):
+        args = spec.init_args
+        if "save_dir" in args and args.save_dir is None:
+            args.save_dir = run_dir or "."
+        if "name" in args and args.name is None:
+            args.name = run_name(run_dir or os.getcwd())
+    checkpoints = os.path.join(run_dir, "checkpoints") if run_dir else "checkpoints"
+    for spec in _subclass_specs(trainer.get("callbacks")):
+        args = spec.init_args
+        if "dirpath" in args and args.dirpath is None and _is_model_checkpoint(spec.class_path):
+            args.dirpath = checkpoints
+    return cfg
+
+
+def run_name(run_dir: str | os.PathLike) -> str:
+    """The run's display name (wandb): the run directory's last two parts, ``outputs/vocaset/lm`` -> ``vocaset-lm``."""
+    parts = [p for p in Path(run_dir).parts if p not in (os.sep, ".", "..")]
+    return "-".join(parts[-2:]).replace("_", "-") or "talk"
+
+
+def _subclass_specs(value: Any) -> list[Namespace]:
+    """The ``class_path`` + ``init_args`` entries of a ``trainer.logger`` / ``trainer.callbacks`` value."""
+    items = value if isinstance(value, list) else [value]
+    return [v for v in items if isinstance(v, Namespace) and isinstance(v.get("init_args"), Namespace)]
+
+
+def _is_model_checkpoint(class_path: str) -> bool:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    module, _, name = str(class_path).rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return False
+    return isinstance(cls, type) and issubclass(cls, ModelCheckpoint)
+
+
+class TalkArgumentParser(LightningArgumentParser):
+    """talk's parser: validates and prints (``--print_config``) a config with its run directory filled in.
+
+    A logger's ``save_dir`` may be left out of a config (``CSVLogger`` requires one): what is checked and shown is
+    the config as it will run, with :func:`resolve_run_dir` applied, so ``--print_config`` shows the run's real
+    paths. ``TalkCLI`` applies the same function to the parsed config before anything is built.
+    """
+
+    def validate(self, namespace: Namespace, *args: Any, **kwargs: Any) -> None:
+        super().validate(resolve_run_dir(namespace), *args, **kwargs)
+
+    def dump(self, namespace: Namespace, *args: Any, **kwargs: Any) -> str:
+        return super().dump(resolve_run_dir(namespace), *args, **kwargs)
 
 
 class TalkCLI(LightningCLI):
@@ -28,6 +123,10 @@ class TalkCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for name in ("motion_dim", "num_styles", "fps"):
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        """The run's outputs go under ``trainer.default_root_dir`` (see :func:`resolve_run_dir`)."""
+        self.config = resolve_run_dir(self.config)
 
     def _parse_ckpt_path(self) -> None:
         """Checkpoint hyperparameters define the model, but ``--model.*`` flags given explicitly still win.
@@ -77,28 +176,26 @@ class TalkCLI(LightningCLI):
             "split": "test",
             "checkpoint": str(sub_cfg.get("ckpt_path")) if sub_cfg.get("ckpt_path") else None,
             "config_sha256": hashlib.sha256(config_yaml.encode()).hexdigest(),
-            "dataset": {"name": getattr(dm, "dataset_name", None), "root": str(getattr(dm, "root", ""))},
+            "dataset": {"name": dm.dataset_name, "root": str(dm.root)},
             "units": {"lve": "m^2", "lve_mm": "mm", "fdd": "m^2", "abs_fdd": "m^2", "mve": "m"},
             "metrics": results["metrics"],
         }
-        regions = getattr(dm, "regions", None)
-        if callable(regions):
-            ids = regions()
+        if dm.has_regions():  # the region file the metrics were computed with, by name and hash
+            ids = dm.regions()
             digest = hashlib.sha256(
                 b"".join(np.asarray(ids[k], np.int64).tobytes() for k in sorted(ids))
             ).hexdigest()
             report["regions"] = {
-                "file": str(dm.regions_path or Path(dm.root) / "FLAME_masks.pkl"),
+                "file": str(dm.regions_path),
                 "lips": dm.lip_region,
                 "upper_face": list(dm.upper_face_regions),
                 "num_lip_vertices": int(len(ids["lips"])),
                 "num_upper_face_vertices": int(len(ids["upper_face"])),
                 "sha256": digest,
             }
-        path = run_dir / "metrics.json"
-        path.write_text(json.dumps(report, indent=2))
+        path = write_text_atomic(run_dir / "metrics.json", json.dumps(report, indent=2))
         seq_path = run_dir / "metrics_per_sequence.csv"
-        with open(seq_path, "w", newline="") as f:
+        with atomic_write(seq_path, "w") as f:
             writer = csv.writer(f)
             writer.writerow(["method", "name", "frames", "lve", "fdd", "mve"])
             for method, rows in results["per_sequence"].items():
@@ -134,19 +231,26 @@ def _explicit_model_flags(argv: list[str]) -> dict[str, Any]:
     return out
 
 
-def run_lightning_cli(args: list[str] | None = None) -> None:
-    """Runs ``talk fit|validate|test|predict``."""
-    from lightning.pytorch import LightningDataModule
+def run_lightning_cli(args: list[str] | None = None, cli_class: type[TalkCLI] | None = None) -> None:
+    """Runs ``talk fit|validate|test|predict``.
 
+    Args:
+        args: The command line after ``talk``; None reads ``sys.argv``.
+        cli_class: A subclass of :class:`TalkCLI` to run instead (tests stop it after parsing).
+    """
+    from talk.data.base import TalkDataModule
     from talk.training.base import TalkModule
 
     if args is not None:
         sys.argv = ["talk", *args]  # LightningCLI reads sys.argv; keeps its error messages naming `talk`
-    TalkCLI(
+    # per subcommand (the root parser has no trainer); escaped, since the entries are glob patterns
+    default_trainer = {"default_config_files": [glob.escape(str(DEFAULT_TRAINER_CONFIG))]}
+    (cli_class or TalkCLI)(
         TalkModule,
-        LightningDataModule,
+        TalkDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": "talk"},
+        parser_class=TalkArgumentParser,
+        parser_kwargs={"prog": "talk", **{name: dict(default_trainer) for name in SUBCOMMANDS}},
     )

@@ -128,11 +128,15 @@ def main(argv: list[str] | None = None) -> None:
         elif command == "animate":
             from talk.cli.animate import animate
 
-            run_function(animate, rest, "talk animate", "Animate a face from speech and write an mp4 with the audio.")
+            run_function(
+                animate, rest, "talk animate", "Animate a face from speech and write an mp4 with the audio."
+            )
         elif command == "export":
             from talk.cli.export import export
 
-            run_function(export, rest, "talk export", "Write a small self-contained inference file of a checkpoint.")
+            run_function(
+                export, rest, "talk export", "Write a small self-contained inference file of a checkpoint."
+            )
         elif command == "report":
             from talk.cli.report import report_command
 

@@ -24,6 +24,7 @@ class Pipeline:
 
     from_checkpoint = staticmethod(from_checkpoint)
 
+
 __all__ = [
     "AnimationResult",
     "Assets",

@@ -39,7 +39,9 @@ def check_output(output: str | Path, suffix: str = ".mp4") -> Path:
     """``output`` as a path that can be written, checked before any work is done (one-line errors)."""
     output = Path(output)
     if output.is_dir():
-        raise UserError(f"--output {output} is a directory; name a file such as {output / ('animation' + suffix)}.")
+        raise UserError(
+            f"--output {output} is a directory; name a file such as {output / ('animation' + suffix)}."
+        )
     parent = output.parent
     for ancestor in [parent, *parent.parents]:
         if ancestor.exists():
@@ -48,7 +50,9 @@ def check_output(output: str | Path, suffix: str = ".mp4") -> Path:
             import os
 
             if not os.access(ancestor, os.W_OK):
-                raise UserError(f"--output {output}: cannot write in {ancestor}; choose a writable directory.")
+                raise UserError(
+                    f"--output {output}: cannot write in {ancestor}; choose a writable directory."
+                )
             break
     return output
 
@@ -100,7 +104,9 @@ def animate(
     output = check_output(output)
     assets = model._assets()
     if assets.faces is None:
-        raise CheckpointError("this model has no mesh faces; retrain with data.face_model_path naming the FLAME file.")
+        raise CheckpointError(
+            "this model has no mesh faces; retrain with data.face_model_path naming the FLAME file."
+        )
     audio_path = Path(audio)
     if not audio_path.is_file():
         raise UserError(f"audio file {audio_path} not found.")

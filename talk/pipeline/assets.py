@@ -39,7 +39,9 @@ class Assets:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "train_subjects", tuple(self.train_subjects))
-        object.__setattr__(self, "templates", {k: _tensor(v, torch.float32) for k, v in self.templates.items()})
+        object.__setattr__(
+            self, "templates", {k: _tensor(v, torch.float32) for k, v in self.templates.items()}
+        )
         if self.faces is not None:
             object.__setattr__(self, "faces", _tensor(self.faces, torch.int64))
         if self.regions is not None:

@@ -22,10 +22,14 @@ def resolve_class(class_path: str) -> type:
     import torch
 
     if not isinstance(class_path, str) or "." not in class_path:
-        raise CheckpointError(f"class_path {class_path!r} is not an import path such as 'motion.lm.MotionLM'.")
+        raise CheckpointError(
+            f"class_path {class_path!r} is not an import path such as 'motion.lm.MotionLM'."
+        )
     module_name, class_name = class_path.rsplit(".", 1)
     if module_name.split(".")[0] not in PACKAGES:
-        raise CheckpointError(f"class_path {class_path} is outside talk's packages {PACKAGES}; refusing to build it.")
+        raise CheckpointError(
+            f"class_path {class_path} is outside talk's packages {PACKAGES}; refusing to build it."
+        )
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError):

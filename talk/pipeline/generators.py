@@ -53,7 +53,9 @@ class TokenGenerator(nn.Module):
         super().__init__()
         k = tokenizer.num_quantizers
         if decode_codebooks is not None and not 1 <= decode_codebooks <= k:
-            raise ValueError(f"decode_codebooks={decode_codebooks} must lie in [1, {k}] (the tokenizer's codebooks).")
+            raise ValueError(
+                f"decode_codebooks={decode_codebooks} must lie in [1, {k}] (the tokenizer's codebooks)."
+            )
         if decode_latent not in DECODE_LATENTS:
             raise ValueError(f"decode_latent={decode_latent!r} must be one of {DECODE_LATENTS}.")
         self.tokenizer = tokenizer.eval().requires_grad_(False)

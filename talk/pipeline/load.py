@@ -41,7 +41,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # noqa: BLE001 - any failure to unpickle safely means it is not a talk checkpoint
         kind = type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable talk checkpoint ({kind}); it may be truncated.") from None
+        raise CheckpointError(
+            f"{path} is not a readable talk checkpoint ({kind}); it may be truncated."
+        ) from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path} is not a talk checkpoint (it holds a {type(ckpt).__name__}).")
     return ckpt
@@ -51,7 +53,9 @@ def pipeline_parts(ckpt: dict[str, Any], path: str | Path) -> tuple[dict, dict, 
     """``(config, state_dict, assets)`` of the AudioToMotion in a ``talk fit`` checkpoint or a ``talk export`` file."""
     if ckpt.get("format") == EXPORT_FORMAT:
         if int(ckpt.get("version", 0)) > EXPORT_VERSION:
-            raise CheckpointError(f"{path} was exported by a newer talk (version {ckpt['version']}); upgrade talk.")
+            raise CheckpointError(
+                f"{path} was exported by a newer talk (version {ckpt['version']}); upgrade talk."
+            )
         config = {"class_path": ckpt["class_path"], "init_args": ckpt["init_args"]}
         return config, ckpt["state_dict"], Assets.from_dict(ckpt.get("assets"))
     if "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
@@ -66,7 +70,7 @@ def pipeline_parts(ckpt: dict[str, Any], path: str | Path) -> tuple[dict, dict, 
             )
         raise CheckpointError(
             f"{path} was written by an older talk (no pipeline config); convert it once with "
-            f"`talk export {path} OUT.pt`, then load OUT.pt."
+            f"`talk export --checkpoint {path} --output model.pt` and use model.pt."
         )
     state = {k[len(PREFIX) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(PREFIX)}
     return config, state, Assets.from_dict(ckpt.get("talk_assets"))

@@ -93,7 +93,9 @@ class AudioToMotion(nn.Module):
 
     def _assets(self) -> Assets:
         if self.assets is None:
-            raise CheckpointError("this model carries no dataset assets; load it from a `talk fit` checkpoint.")
+            raise CheckpointError(
+                "this model carries no dataset assets; load it from a `talk fit` checkpoint."
+            )
         return self.assets
 
     # -------------------------------------------------------------------------------------------------- style
@@ -124,7 +126,12 @@ class AudioToMotion(nn.Module):
         (linear cost)."""
         window = self.encoder_window_seconds
         encoder = self.audio_encoder
-        if self.training or window is None or wav.shape[0] != 1 or wav.shape[1] <= window * encoder.sample_rate:
+        if (
+            self.training
+            or window is None
+            or wav.shape[0] != 1
+            or wav.shape[1] <= window * encoder.sample_rate
+        ):
             return encoder(wav, lengths)
         valid = wav if lengths is None else wav[:, : int(lengths[0])]
         return encoder.encode_long(valid, window, self.encoder_context_seconds)
@@ -137,7 +144,12 @@ class AudioToMotion(nn.Module):
 
     # ---------------------------------------------------------------------------------------------- generation
     def motion(
-        self, wav: Tensor, lengths: Tensor, num_frames: Tensor, style: Tensor, sampling: Sampling | None = None
+        self,
+        wav: Tensor,
+        lengths: Tensor,
+        num_frames: Tensor,
+        style: Tensor,
+        sampling: Sampling | None = None,
     ) -> Tensor:
         """Generated motion ``[B, T, D]`` in the generator's space (offsets in metres, or face-model parameters)."""
         features = self.features(wav, lengths)

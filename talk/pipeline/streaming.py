@@ -25,14 +25,13 @@ from fractions import Fraction
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from audio.features import AudioFeatures
 from audio.streaming import StreamingEncoder
 from motion.lm import Sampling
 from talk.errors import CheckpointError, UserError
 from talk.pipeline.generators import TokenGenerator
-from talk.pipeline.model import AudioToMotion
 
 
 class TokenAudioAligner:
@@ -51,7 +50,9 @@ class TokenAudioAligner:
         self.generator = generator
         self.fps = float(fps)
         self.stride = generator.stride
-        self.ratio = Fraction(frame_rate).limit_denominator(10**6) / Fraction(self.fps).limit_denominator(10**6)
+        self.ratio = Fraction(frame_rate).limit_denominator(10**6) / Fraction(self.fps).limit_denominator(
+            10**6
+        )
         self.block = self.ratio.denominator  # token frames q with q * stride * ratio integral: q % block == 0
         self.frame_rate = frame_rate
         self.dim = self.stride * feature_dim
@@ -115,7 +116,8 @@ class Streamer:
     """Vertices ``[m, V, 3]`` from audio chunks, yielded as soon as they are decided.
 
     Args:
-        model: A token model (its generator a :class:`TokenGenerator`), in eval mode.
+        model: A :class:`~talk.pipeline.AudioToMotion` whose generator is a :class:`TokenGenerator` (typed as a
+            module here so that the dependency runs one way: the model's ``stream`` uses this class).
         subject: Subject whose template and style drive the face (default: the first training subject).
         chunk_seconds: Audio handed to the encoder at a time.
         left_context_seconds: Encoder left context (None: the exact minimum, for encoders that declare one).
@@ -125,7 +127,7 @@ class Streamer:
 
     def __init__(
         self,
-        model: AudioToMotion,
+        model: nn.Module,
         subject: str | None = None,
         chunk_seconds: float = 0.2,
         left_context_seconds: float | None = None,
@@ -160,7 +162,9 @@ class Streamer:
         model = self.model
         generator = model.generator
         encoder = StreamingEncoder(model.audio_encoder, self.chunk_seconds, self.left_context_seconds)
-        aligner = TokenAudioAligner(generator, model.fps, encoder.encoder.frame_rate, model.audio_encoder.output_dim)
+        aligner = TokenAudioAligner(
+            generator, model.fps, encoder.encoder.frame_rate, model.audio_encoder.output_dim
+        )
         state = {"samples": 0, "pushed_at": 0.0}
         self.stats = stats = StreamStats()
 

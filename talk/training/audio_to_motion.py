@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import Tensor
 
 from audio.encoder import AudioEncoder
 from motion.face.flame import FLAME
@@ -42,14 +40,10 @@ class AudioToMotionModule(MotionSpace, TalkModule):
         fps: Motion frame rate (linked from the data).
         optimizer: Optimizer factory.
         scheduler: Optional learning-rate scheduler factory.
-        temperature: Sampling temperature for generation.
-        top_k: Top-k filter (0: off).
-        top_p: Nucleus filter (0: off).
-        cfg_scale: Classifier-free guidance scale (1: conditional only).
-        greedy: Greedy decoding (overrides temperature / top-k / top-p).
-        seed: Seed of sampled decoding: every generation draws from a fresh generator seeded with it, so
+        sampling: How generation chooses codes (``motion.lm.Sampling``: temperature, 0 meaning greedy; top_k;
+            top_p; cfg_scale; seed). Every generation draws from a fresh generator seeded with ``seed``, so
             validation selection, test metrics and animations are reproducible, and streaming draws exactly what
-            offline generation does. None draws from torch's global generator (``seed_everything``).
+            offline generation does; ``seed: null`` draws from torch's global generator (``seed_everything``).
         val_generate_every: Generate and compute LVE in validation every n epochs (0: never).
         test_condition: Training subject whose style drives unseen subjects; None averages all styles.
         encoder_window_seconds: At inference, audio longer than this is encoded in windows of this length with
@@ -85,12 +79,7 @@ class AudioToMotionModule(MotionSpace, TalkModule):
         fps: float = 30.0,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         scheduler: LRSchedulerCallable | None = None,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 0.0,
-        cfg_scale: float = 1.0,
-        greedy: bool = True,
-        seed: int | None = 0,
+        sampling: Sampling = Sampling(temperature=0.0),
         val_generate_every: int = 5,
         test_condition: str | None = None,
         encoder_window_seconds: float | None = 10.0,
@@ -103,14 +92,23 @@ class AudioToMotionModule(MotionSpace, TalkModule):
         face_model: FLAME | None = None,
     ) -> None:
         super().__init__(motion_dim=motion_dim, num_styles=num_styles, fps=fps, test_condition=test_condition)
-        from_configs = self.save_config(["audio_encoder", "lm", "optimizer", "scheduler", "tokenizer", "face_model"])
+        from_configs = self.save_config(
+            ["audio_encoder", "lm", "optimizer", "scheduler", "tokenizer", "face_model"]
+        )
+        if isinstance(
+            sampling, dict
+        ):  # as stored in checkpoints (plain data: they load with weights_only=True)
+            sampling = Sampling(**sampling)
+        self.hparams["sampling"] = sampling_dict(sampling)
         if tokenizer is None and tokenizer_config is not None:  # reloading one of our checkpoints
             if face_model_config is not None:
                 face_model = instantiate(face_model_config)
             dim = motion_dim if face_model is None else face_model.num_motion_params
             tokenizer = instantiate(tokenizer_config, dim)  # weights follow from the state dict
         elif tokenizer is None:
-            tokenizer, tokenizer_config, face_model, face_model_config = load_tokenizer(tokenizer_checkpoint, motion_dim)
+            tokenizer, tokenizer_config, face_model, face_model_config = load_tokenizer(
+                tokenizer_checkpoint, motion_dim
+            )
         dim = motion_dim if face_model is None else face_model.num_motion_params
         if tokenizer.motion_dim != dim:
             raise CheckpointError(f"tokenizer has motion_dim={tokenizer.motion_dim}, the model {dim}.")
@@ -123,10 +121,9 @@ class AudioToMotionModule(MotionSpace, TalkModule):
         self.face_model_config = face_model_config
         q = tokenizer
         lm_args = (q.num_quantizers, q.codebook_size, q.stride * audio_encoder.output_dim)
-        sampling = Sampling(
-            temperature=0.0 if greedy else temperature, top_k=top_k, top_p=top_p, cfg_scale=cfg_scale, seed=seed
+        generator = TokenGenerator(
+            lm(*lm_args, num_styles=num_styles), tokenizer, decode_codebooks, decode_latent
         )
-        generator = TokenGenerator(lm(*lm_args, num_styles=num_styles), tokenizer, decode_codebooks, decode_latent)
         self.model = AudioToMotion(
             audio_encoder,
             generator,
@@ -193,7 +190,9 @@ class AudioToMotionModule(MotionSpace, TalkModule):
             codes = generator.tokenizer.encode(self.motion(batch), batch.motion_mask)
         token_mask = generator.tokenizer.token_mask(batch.motion_mask, t)
         tokens = generator.num_tokens(batch.motion_lengths)
-        audio = generator.token_features(self.model.features(batch.audio, batch.audio_lengths), tokens, self.model.fps)
+        audio = generator.token_features(
+            self.model.features(batch.audio, batch.audio_lengths), tokens, self.model.fps
+        )
         loss = self.model.generator.lm.loss(codes, audio, self.style_for(batch), token_mask)
         return LossParts(loss.total, {f"ce/{k}": v for k, v in enumerate(loss.per_codebook)})
 
@@ -210,14 +209,18 @@ class AudioToMotionModule(MotionSpace, TalkModule):
         return [p for n, p in self.named_parameters() if not n.startswith("model.generator.tokenizer.")]
 
 
-def load_tokenizer(path: str | None, motion_dim: int) -> tuple[MotionTokenizer, dict, FLAME | None, dict | None]:
+def load_tokenizer(
+    path: str | None, motion_dim: int
+) -> tuple[MotionTokenizer, dict, FLAME | None, dict | None]:
     """The trained tokenizer (and its face model) of a ``talk fit`` tokenizer checkpoint, with their configs.
 
     Read with ``weights_only=True``; the tokenizer is built from the config the checkpoint stores and given its
     weights, without building the checkpoint's LightningModule.
     """
     if path is None:
-        raise CheckpointError("AudioToMotionModule needs tokenizer_checkpoint (a `talk fit` tokenizer checkpoint).")
+        raise CheckpointError(
+            "AudioToMotionModule needs tokenizer_checkpoint (a `talk fit` tokenizer checkpoint)."
+        )
     ckpt = read_checkpoint(path)
     hparams = ckpt.get("hyper_parameters") or {}
     if not str(hparams.get("_class_path", "")).endswith("TokenizerModule"):
@@ -237,7 +240,9 @@ def load_tokenizer(path: str | None, motion_dim: int) -> tuple[MotionTokenizer, 
     face_model = instantiate(face_config) if isinstance(face_config, dict) else None
     tokenizer = instantiate(config, motion_dim if face_model is None else face_model.num_motion_params)
     state = ckpt["state_dict"]
-    tokenizer.load_state_dict({k[len("tokenizer.") :]: v for k, v in state.items() if k.startswith("tokenizer.")})
+    tokenizer.load_state_dict(
+        {k[len("tokenizer.") :]: v for k, v in state.items() if k.startswith("tokenizer.")}
+    )
     if face_model is not None:
         face_state = {k[len("face_model.") :]: v for k, v in state.items() if k.startswith("face_model.")}
         face_model.load_state_dict(face_state)

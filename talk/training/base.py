@@ -103,8 +103,10 @@ class TalkModule(L.LightningModule):
                 "set them to the same value."
             )
         assets = dm.assets()
-        if self.assets is not None and self.assets.train_subjects and (
-            self.assets.train_subjects != assets.train_subjects
+        if (
+            self.assets is not None
+            and self.assets.train_subjects
+            and (self.assets.train_subjects != assets.train_subjects)
         ):
             raise CheckpointError(
                 "the checkpoint was trained on subjects "

@@ -10,6 +10,8 @@ import lightning as L
 import numpy as np
 import torch
 
+from talk.metrics import lve_mm
+
 
 class ComparisonVideos(L.Callback):
     """Renders the first test sequences as ``prediction | ground truth | error heat map`` videos with their audio.
@@ -52,11 +54,12 @@ class ComparisonVideos(L.Callback):
             or "vertices" not in outputs
         ):
             return
-        faces = pl_module.assets.get("faces")
-        if faces is None:
+        assets = pl_module.assets
+        if assets is None or assets.faces is None:
             return
-        lips = (pl_module.assets.get("regions") or {}).get("lips")
-        sample_rate = int(pl_module.assets.get("sample_rate", 16000))
+        faces = assets.faces
+        lips = None if assets.regions is None else assets.regions.get("lips")
+        sample_rate = assets.sample_rate
         out_dir = Path(trainer.default_root_dir) / "videos"
         out_dir.mkdir(parents=True, exist_ok=True)
         for i, name in enumerate(batch.names):
@@ -65,11 +68,9 @@ class ComparisonVideos(L.Callback):
             t = int(batch.motion_lengths[i])
             pred = outputs["vertices"][i, :t].float().cpu()
             truth = batch.motion[i, :t].float().cpu()
-            err = ((pred - truth) ** 2).sum(-1)
-            err = err[:, torch.as_tensor(lips)] if lips is not None else err
-            lve_mm = float(err.max(dim=1).values.mean().sqrt()) * 1000.0
+            error = lve_mm(pred, truth, lips)
             self.written.append(self._write(out_dir / f"{name}.mp4", pred, truth, faces, batch, i, sample_rate,
-                                            float(pl_module.fps), f"{name}  LVE {lve_mm:.2f} mm"))  # fmt: skip
+                                            float(pl_module.fps), f"{name}  LVE {error:.2f} mm"))  # fmt: skip
 
     def _write(
         self, path: Path, pred, truth, faces, batch, i: int, sample_rate: int, fps: float, caption: str

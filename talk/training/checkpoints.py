@@ -54,6 +54,23 @@ def rename_legacy(value: Any) -> tuple[Any, bool]:
     return value, False
 
 
+SAMPLING_KEYS = ("temperature", "top_k", "top_p", "cfg_scale", "greedy", "seed")
+
+
+def legacy_sampling(hparams: dict[str, Any]) -> bool:
+    """Folds the loose sampling arguments of older checkpoints (``greedy``, ``temperature``, ...) into the one
+    ``sampling`` argument, in place; whether there were any."""
+    if not any(k in hparams for k in SAMPLING_KEYS):
+        return False
+    old = {k: hparams.pop(k) for k in SAMPLING_KEYS if k in hparams}
+    greedy = old.pop("greedy", True)
+    sampling = {k: v for k, v in old.items() if k in ("temperature", "top_k", "top_p", "cfg_scale", "seed")}
+    if greedy:
+        sampling["temperature"] = 0.0
+    hparams["sampling"] = sampling
+    return True
+
+
 def load_model(checkpoint: str | Path, device: str = "cpu"):  # noqa: ANN201 - a TalkModule
     """Loads any talk LightningModule from a ``talk fit`` checkpoint (read with ``weights_only=True``).
 
@@ -67,8 +84,11 @@ def load_model(checkpoint: str | Path, device: str = "cpu"):  # noqa: ANN201 - a
     if "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise CheckpointError(f"{path} is not a Lightning checkpoint written by `talk fit`.")
     if not (ckpt.get("talk_assets") or {}).get("templates"):
-        raise CheckpointError(f"{path} holds no talk assets (templates, faces); it was not written by `talk fit`.")
+        raise CheckpointError(
+            f"{path} holds no talk assets (templates, faces); it was not written by `talk fit`."
+        )
     ckpt["hyper_parameters"], renamed = rename_legacy(ckpt["hyper_parameters"])
+    renamed = legacy_sampling(ckpt["hyper_parameters"]) or renamed
     class_path = ckpt["hyper_parameters"].get("_class_path")
     cls = resolve_class(class_path)
     if not issubclass(cls, TalkModule):
@@ -78,5 +98,11 @@ def load_model(checkpoint: str | Path, device: str = "cpu"):  # noqa: ANN201 - a
         source = io.BytesIO()
         torch.save(ckpt, source)
         source.seek(0)
-    model = cls.load_from_checkpoint(source, map_location="cpu", weights_only=True)
+    # As under `talk fit`, the module sees its submodules' configs, so that it knows its pipeline config.
+    from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters_context
+
+    with _given_hyperparameters_context(
+        dict(ckpt["hyper_parameters"]), "lightning.pytorch.cli.instantiate_module"
+    ):
+        model = cls.load_from_checkpoint(source, map_location="cpu", weights_only=True)
     return model.to(device).eval()

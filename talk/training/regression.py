@@ -67,13 +67,17 @@ class RegressionModule(TalkModule):
         super().__init__(motion_dim=motion_dim, num_styles=num_styles, fps=fps, test_condition=test_condition)
         from_configs = self.save_config(["audio_encoder", "generator", "optimizer", "scheduler"])
         if basis_components is not None and basis_components > motion_dim:
-            basis_components = motion_dim  # a basis never needs more components than the motion has dimensions
+            basis_components = (
+                motion_dim  # a basis never needs more components than the motion has dimensions
+            )
         if basis_components is not None and not 0 < basis_components:
             raise ValueError(
                 f"basis_components={basis_components} must be in [1, motion_dim={motion_dim}] or None."
             )
         regressor_args = (basis_components or motion_dim, num_styles, audio_encoder.output_dim)
-        regression = RegressionGenerator(generator(*regressor_args), motion_dim, basis_components, offset_scale)
+        regression = RegressionGenerator(
+            generator(*regressor_args), motion_dim, basis_components, offset_scale
+        )
         self.model = AudioToMotion(
             audio_encoder, regression, num_styles=num_styles, fps=fps, test_condition=test_condition
         )

@@ -161,3 +161,16 @@ def test_bad_inputs(enc: MelEncoder) -> None:
         enc(torch.randn(2, 3200), torch.tensor([3200, 3201]))
     with pytest.raises(ValueError, match="lengths must be an integer tensor"):
         enc(torch.randn(2, 3200), torch.tensor([3200.0, 10.0]))
+
+
+@pytest.mark.parametrize(
+    ("sample_rate", "n_fft", "n_mels"), [(16000, 512, 80), (22050, 1024, 128), (8000, 256, 40)]
+)
+def test_filterbank_equals_librosa_to_the_bit(sample_rate, n_fft, n_mels):
+    """MelEncoder computes librosa's Slaney filterbank itself (importing librosa.filters costs seconds)."""
+    import librosa
+
+    from audio.filterbank import mel_filterbank
+
+    expected = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=sample_rate / 2)
+    np.testing.assert_array_equal(mel_filterbank(sample_rate, n_fft, n_mels), expected)

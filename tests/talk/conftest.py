@@ -25,7 +25,7 @@ def _one_step(name: str, overrides: list[str], run: Path, *extra: str) -> Path:
     talk("fit", "-c", str(config), *overrides, "--trainer.max_epochs=1", "--trainer.check_val_every_n_epoch=1",
          "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1", "--trainer.logger=false", *extra,
          cwd=run)  # fmt: skip
-    return run / "outputs" / "synthetic" / name / "checkpoints" / "last.ckpt"
+    return run / "checkpoints" / "last.ckpt"  # the run directory, --trainer.default_root_dir
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ Only the lip-opening fields and the jaw weights look at which side of the slit a
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from motion.face.procedural import geometry as geo
 from motion.face.procedural.mesh import EYE_L, EYE_R, FLOOR, ROOF, SKIN, MeshParts
@@ -75,7 +74,7 @@ def skinning_weights(m: MeshParts) -> np.ndarray:
     return w
 
 
-def joint_regressor(m: MeshParts) -> sp.csc_matrix:
+def joint_regressor(m: MeshParts):  # noqa: ANN201 - a scipy.sparse.csc_matrix
     """[5,V] sparse regressor: each joint is the mean of a symmetric set of vertices."""
     p = m.vertices
     rows: list[np.ndarray] = []
@@ -103,6 +102,8 @@ def joint_regressor(m: MeshParts) -> sp.csc_matrix:
         data += (w / w.sum()).tolist()
         ii += [j] * len(ids)
         jj += ids.tolist()
+    import scipy.sparse as sp  # deferred: only writing the face needs it, and it costs start-up
+
     return sp.csc_matrix((data, (ii, jj)), shape=(5, len(p)))
 
 

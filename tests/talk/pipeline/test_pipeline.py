@@ -36,12 +36,12 @@ def test_animate_help_imports_no_torch():
 
 @pytest.mark.parametrize("checkpoint", ["lm_ckpt", "flame_lm_ckpt"])
 def test_from_checkpoint_generates_what_talk_animate_renders(checkpoint, synth_root, tmp_path, request):
+    from talk.cli.animate import animate  # what `talk animate` runs (its flags are this function's arguments)
     from talk.pipeline import Pipeline
 
     ckpt = request.getfixturevalue(checkpoint)
     wav_path = synth_root / "wav" / "SYN_10_M_sentence01.wav"
-    talk("animate", "--audio", str(wav_path), "--checkpoint", str(ckpt), "--output", str(tmp_path / "a.mp4"),
-         "--size", "16", "--export-meshes", str(tmp_path / "meshes"), "--mesh-format", "npz", cwd=tmp_path)  # fmt: skip
+    animate(wav_path, ckpt, tmp_path / "a.mp4", size=16, export_meshes=tmp_path / "meshes", mesh_format="npz")
     rendered = np.load(tmp_path / "meshes" / "meshes.npz")["vertices"]
     model = Pipeline.from_checkpoint(ckpt)
     wav, _ = sf.read(wav_path, dtype="float32")
@@ -55,14 +55,17 @@ def test_from_checkpoint_generates_what_talk_animate_renders(checkpoint, synth_r
 
 
 def test_export_writes_a_small_file_that_loads_to_the_same_model(lm_ckpt, synth_root, tmp_path):
+    from talk.cli.main import main
     from talk.pipeline import Pipeline
 
     out = tmp_path / "model.pt"
-    talk("export", "--checkpoint", str(lm_ckpt), "--output", str(out), cwd=tmp_path)
+    main(["export", "--checkpoint", str(lm_ckpt), "--output", str(out)])  # `talk export`, in this process
     assert out.stat().st_size < lm_ckpt.stat().st_size  # no optimizer state
     payload = torch.load(out, weights_only=True)
     assert payload["format"] == "talk.pipeline" and payload["class_path"].endswith("AudioToMotion")
-    wav = torch.from_numpy(sf.read(synth_root / "wav" / "SYN_09_F_sentence01.wav", dtype="float32")[0][:20000])
+    wav = torch.from_numpy(
+        sf.read(synth_root / "wav" / "SYN_09_F_sentence01.wav", dtype="float32")[0][:20000]
+    )
     exported, original = Pipeline.from_checkpoint(out), Pipeline.from_checkpoint(lm_ckpt)
     assert torch.equal(exported.generate(wav).vertices, original.generate(wav).vertices)
     assert exported.assets.train_subjects == original.assets.train_subjects
@@ -89,6 +92,7 @@ def _legacy(ckpt_path, out_path):  # noqa: ANN202
 
 
 def test_an_old_checkpoint_says_how_to_convert_it_and_talk_export_converts_it(lm_ckpt, synth_root, tmp_path):
+    from talk.cli.export import export
     from talk.errors import CheckpointError
     from talk.pipeline import Pipeline
 
@@ -98,8 +102,10 @@ def test_an_old_checkpoint_says_how_to_convert_it_and_talk_export_converts_it(lm
     proc = talk("animate", "--audio", str(synth_root / "wav" / "SYN_10_M_sentence01.wav"), "--checkpoint",
                 str(old), "--output", str(tmp_path / "x.mp4"), cwd=tmp_path, check=False)  # fmt: skip
     assert proc.returncode == 1 and "talk export" in proc.stderr and "Traceback" not in proc.stderr
-    talk("export", "--checkpoint", str(old), "--output", str(tmp_path / "new.pt"), cwd=tmp_path)
-    wav = torch.from_numpy(sf.read(synth_root / "wav" / "SYN_09_F_sentence01.wav", dtype="float32")[0][:20000])
+    export(old, tmp_path / "new.pt")  # what `talk export` runs
+    wav = torch.from_numpy(
+        sf.read(synth_root / "wav" / "SYN_09_F_sentence01.wav", dtype="float32")[0][:20000]
+    )
     converted, current = Pipeline.from_checkpoint(tmp_path / "new.pt"), Pipeline.from_checkpoint(lm_ckpt)
     assert torch.equal(converted.generate(wav).vertices, current.generate(wav).vertices)
 
@@ -127,10 +133,13 @@ def test_unreadable_checkpoints_are_one_clear_line(content, lm_ckpt, tmp_path):
         Pipeline.from_checkpoint(bad)
 
 
-def test_output_that_cannot_be_written_fails_before_any_work(lm_ckpt, synth_root, tmp_path):
+def test_output_that_cannot_be_written_fails_before_any_work(lm_ckpt, synth_root, tmp_path, monkeypatch):
+    from talk.cli import animate as command
+    from talk.errors import UserError
+
     wav = synth_root / "wav" / "SYN_10_M_sentence01.wav"
     (tmp_path / "afile").write_text("x")
+    monkeypatch.setattr("talk.pipeline.load.from_checkpoint", lambda *a: pytest.fail("the model was loaded"))
     for output, says in [(tmp_path, "is a directory"), (tmp_path / "afile" / "out.mp4", "is a file")]:
-        proc = talk("animate", "--audio", str(wav), "--checkpoint", str(lm_ckpt), "--output", str(output),
-                    cwd=tmp_path, check=False)  # fmt: skip
-        assert proc.returncode == 1 and says in proc.stderr and "Traceback" not in proc.stderr
+        with pytest.raises(UserError, match=says):
+            command.animate(wav, lm_ckpt, output)

@@ -6,6 +6,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from motion.lm import Sampling
 from motion.tokens.quantizer import ResidualVQ
 from motion.tokens.stream_decode import StreamingTokenDecoder, decoder_reach
 from motion.tokens.tokenizer import MotionTokenizer
@@ -154,9 +155,7 @@ def test_flagship_checkpoint_loads_without_the_tokenizer_file(lm_ckpt, tokenizer
     finally:
         shutil.move(moved, tokenizer_ckpt)
     for model in models:
-        for (name, a), (_, b) in zip(
-            model.state_dict().items(), reference.state_dict().items(), strict=True
-        ):
+        for (name, a), (_, b) in zip(model.state_dict().items(), reference.state_dict().items(), strict=True):
             assert torch.equal(a, b), name
 
 
@@ -206,7 +205,7 @@ def test_streaming_decoder_takes_latents_as_decode_latent_does():
         decoder.push_latent(torch.randn(1, 2, 5))
 
 
-SAMPLED = {"greedy": False, "temperature": 1.5, "top_k": 8}
+SAMPLED = {"sampling": Sampling(temperature=1.5, top_k=8)}
 EXPECTED = {"decode_latent": "expected"}
 DECODINGS = [{}, {"decode_codebooks": 1}, EXPECTED, SAMPLED, {**SAMPLED, **EXPECTED}]
 

@@ -12,8 +12,7 @@ import soundfile as sf
 
 from talk.data.formats import vocaset_raw
 from talk.data.formats.vocaset_raw import VocasetConversionError, VocasetConversionWarning, convert_vocaset
-
-from .miniature import RAW_SR, RAW_V, py2_pickle_dumps, write_vocaset_release
+from tests.talk.miniature import RAW_SR, RAW_V, py2_pickle_dumps, write_vocaset_release
 
 SUBJECTS = {"FaceTalk_A_TA": 3, "FaceTalk_B_TA": 2}
 GAP = "FaceTalk_A_TA_sentence02"

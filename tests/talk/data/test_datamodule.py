@@ -16,8 +16,7 @@ from talk.data.formats.manifest import ManifestError
 from talk.data.formats.vocaset_raw import VocasetConversionError
 from talk.errors import DatasetError, UserError
 from talk.pipeline.assets import Assets
-
-from .miniature import (
+from tests.talk.miniature import (
     BIWI_LIPS,
     BIWI_UPPER,
     LIPS,

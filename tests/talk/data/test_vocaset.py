@@ -5,8 +5,7 @@ import pytest
 
 from talk.data import VocasetDataModule
 from talk.errors import DatasetError
-
-from .miniature import LIPS, V, write_miniature
+from tests.talk.miniature import LIPS, V, write_miniature
 
 SUBJECTS = {"FaceTalk_A_TA": 3, "FaceTalk_B_TA": 3, "FaceTalk_C_TA": 3, "FaceTalk_D_TA": 3}
 

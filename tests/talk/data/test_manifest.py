@@ -12,8 +12,7 @@ import torch
 
 from talk.data import ManifestDataModule
 from talk.data.formats.manifest import FlameSample, ManifestError, read_manifest, resample_frames
-
-from .miniature import LIPS, SR, UPPER, V
+from tests.talk.miniature import LIPS, SR, UPPER, V
 
 SUBJECTS = ("spk1", "spk2", "spk3")
 

@@ -8,8 +8,7 @@ import pytest
 from talk.data import BiwiDataModule
 from talk.data.formats.biwi import BIWI_SUBJECTS, BIWI_TRAIN
 from talk.errors import DatasetError
-
-from .miniature import BIWI_LIPS, BIWI_UPPER, BIWI_V, write_biwi_miniature
+from tests.talk.miniature import BIWI_LIPS, BIWI_UPPER, BIWI_V, write_biwi_miniature
 
 SENTENCES = [1, 32, 33, 36, 37, 40]  # the boundaries of every split range
 

@@ -11,7 +11,8 @@ import soundfile as sf
 
 from tests.talk.clitools import ROOT, flame_overrides, small_overrides, talk
 
-CONFIGS = sorted((ROOT / "experiments").rglob("*.yaml"))
+# experiments/trainer/default.yaml is the trainer every config shares (read by `talk` itself), not a config to run
+CONFIGS = sorted(p for p in (ROOT / "experiments").rglob("*.yaml") if p.parent.name != "trainer")
 
 
 @pytest.fixture(scope="session")
@@ -69,10 +70,11 @@ def test_fast_dev_run_every_config(config, synth_root, tmp_path, request):
         if config.parent.name == "synthetic":
             tokenizer = request.getfixturevalue("flame_tokenizer_ckpt" if flame else "tokenizer_ckpt")
         else:  # a tokenizer of the same dataset: its motion size must match
-            stage1 = config.parent / "tokenizer.yaml"
-            talk("fit", "-c", str(stage1), *data, "--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
-                 "--trainer.limit_val_batches=1", "--trainer.logger=false", cwd=tmp_path)  # fmt: skip
-            tokenizer = tmp_path / "outputs" / config.parent.name / "tokenizer" / "checkpoints" / "last.ckpt"
+            stage1, stage1_run = config.parent / "tokenizer.yaml", tmp_path / "tokenizer"
+            talk("fit", "-c", str(stage1), *data, f"--trainer.default_root_dir={stage1_run}", "--trainer.max_epochs=1",
+                 "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1", "--trainer.logger=false",
+                 cwd=tmp_path)  # fmt: skip
+            tokenizer = stage1_run / "checkpoints" / "last.ckpt"
         extra.append(f"--model.init_args.tokenizer_checkpoint={tokenizer}")
     talk("fit", "-c", str(config), "--trainer.fast_dev_run=true", *data, *extra, cwd=tmp_path)
 
@@ -88,8 +90,8 @@ def trained(synth_root, tmp_path_factory):
 
 
 def ckpt_dir(run: Path) -> Path:
-    # the config's ModelCheckpoint dirpath is relative to the working directory
-    return run / "outputs" / "synthetic" / "faceformer" / "checkpoints"
+    # the checkpoints follow --trainer.default_root_dir (the run directory)
+    return run / "checkpoints"
 
 
 def test_fit_writes_checkpoints_and_test_writes_metrics(trained, synth_root):
