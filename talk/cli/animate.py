@@ -72,14 +72,15 @@ def animate(
     from talk.pipeline.load import from_checkpoint
 
     check_output(output)  # before the model is loaded, so a bad path costs nothing
+    if not Path(audio).is_file():
+        raise UserError(f"audio file {audio} not found.")
     model = from_checkpoint(checkpoint, device)
     if seed is not None:
         model.sampling = dataclasses.replace(model.sampling, seed=seed)
     truth = None
     if ground_truth is not None:
-        truth = _load_ground_truth(
-            ground_truth, int(model._assets().faces.max()) + 1, model.fps, ground_truth_fps
-        )
+        num_vertices = model.require_assets().template(subject).shape[0]
+        truth = _load_ground_truth(ground_truth, num_vertices, model.fps, ground_truth_fps)
     result = animate_model(
         model,
         audio,

@@ -6,9 +6,10 @@ from pathlib import Path
 
 
 def export(checkpoint: Path, output: Path) -> None:
-    """Write the inference model of a checkpoint as a `talk export` file: its config, weights and dataset assets,
-    without the training state. `talk animate` and `talk.pipeline.from_checkpoint` read it without Lightning.
-    Checkpoints written by older versions of talk are converted on the way.
+    """Write a checkpoint's inference model alone (config, weights, dataset assets) to one small file.
+
+    The file holds no training state; `talk animate` and `talk.pipeline.Pipeline.from_checkpoint` read it without
+    Lightning. Checkpoints written by older versions of talk are converted on the way.
 
     Args:
         checkpoint: Checkpoint written by `talk fit`.
@@ -20,8 +21,7 @@ def export(checkpoint: Path, output: Path) -> None:
 
     ckpt = read_checkpoint(checkpoint)
     if ckpt.get("talk_pipeline") is not None or ckpt.get("format") is not None:
-        config, state, assets = pipeline_parts(ckpt, checkpoint)
-        model = build(config, state, assets)
+        model = build(*pipeline_parts(ckpt, checkpoint))
     else:  # an older checkpoint: rebuild its training module, which knows its pipeline config
         from talk.training.checkpoints import load_model
 
@@ -30,6 +30,6 @@ def export(checkpoint: Path, output: Path) -> None:
             raise CheckpointError(
                 f"{checkpoint} holds a {type(module).__name__}, which has no inference model to export."
             )
-        model, config = module.model, module.pipeline_config
-    path = write(model, config, output)
+        model = module.model
+    path = write(model, output)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

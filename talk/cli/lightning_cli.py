@@ -26,6 +26,7 @@ import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from talk.errors import UserError
 from talk.files import atomic_write, write_text_atomic
 from talk.report import print_metrics_table
 from talk.training.checkpoint_io import AtomicCheckpointIO
@@ -133,10 +134,10 @@ class TalkCLI(LightningCLI):
 
         LightningCLI rebuilds the model from the hyperparameters stored in ``--ckpt_path`` and lets them override
         the parsed config, which silently dropped inference settings such as
-        ``talk test --ckpt_path best.ckpt --model.init_args.temperature=0.7``. The flags the user typed are
+        ``talk test --ckpt_path best.ckpt --model.init_args.sampling.temperature=0.7``. The flags the user typed are
         applied again on top, so what was asked for is what runs.
         """
-        super()._parse_ckpt_path()
+        self._parse_checkpoint_hyperparameters()
         subcommand = self.config.get("subcommand")
         if not subcommand or not self.config[subcommand].get("ckpt_path"):
             return
@@ -144,6 +145,35 @@ class TalkCLI(LightningCLI):
         if overrides:
             overrides["class_path"] = self.config[subcommand]["model"]["class_path"]
             self.config = self.parser.parse_object({subcommand: {"model": overrides}}, self.config)
+
+    def _parse_checkpoint_hyperparameters(self) -> None:
+        """LightningCLI's reading of ``--ckpt_path`` hyperparameters, with one-line errors for a file that is not a
+        checkpoint or holds another kind of model than the config, and with checkpoints written before the pipeline
+        layout read as they were (old class paths, loose sampling arguments)."""
+        from talk.pipeline.config import resolve_class
+        from talk.pipeline.load import read_checkpoint
+        from talk.training.checkpoints import legacy_sampling, rename_legacy
+
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        hparams = dict(read_checkpoint(ckpt_path).get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        hparams, _ = rename_legacy(hparams)
+        legacy_sampling(hparams)
+        if "_class_path" in hparams:
+            stored = resolve_class(hparams["_class_path"])
+            configured = self.config[subcommand]["model"].get("class_path")
+            if configured and not issubclass(stored, resolve_class(configured)):
+                raise UserError(
+                    f"--ckpt_path {ckpt_path} holds a {stored.__name__} but the config's model is "
+                    f"{configured.rsplit('.', 1)[-1]}; pass the config the checkpoint was trained with."
+                )
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
 
     def instantiate_trainer(self, **kwargs: Any):  # noqa: ANN201 - Trainer
         trainer = super().instantiate_trainer(**kwargs)

@@ -6,18 +6,22 @@ builds the objects from a checkpoint and flags and calls it.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from render.rasterizer import MeshRenderer
 from talk.errors import CheckpointError, UserError
 from talk.metrics import lve_mm
 from talk.pipeline.model import AudioToMotion
+
+if TYPE_CHECKING:  # the renderer is imported where frames are drawn (numba start-up)
+    from render.rasterizer import MeshRenderer
 
 
 @dataclass(frozen=True)
@@ -40,19 +44,15 @@ def check_output(output: str | Path, suffix: str = ".mp4") -> Path:
     output = Path(output)
     if output.is_dir():
         raise UserError(
-            f"--output {output} is a directory; name a file such as {output / ('animation' + suffix)}."
+            f"output {output} is a directory; name a file such as {output / ('animation' + suffix)}."
         )
     parent = output.parent
     for ancestor in [parent, *parent.parents]:
         if ancestor.exists():
             if not ancestor.is_dir():
-                raise UserError(f"--output {output}: {ancestor} is a file, not a directory.")
-            import os
-
+                raise UserError(f"output {output}: {ancestor} is a file, not a directory.")
             if not os.access(ancestor, os.W_OK):
-                raise UserError(
-                    f"--output {output}: cannot write in {ancestor}; choose a writable directory."
-                )
+                raise UserError(f"output {output}: cannot write in {ancestor}; choose a writable directory.")
             break
     return output
 
@@ -100,9 +100,9 @@ def animate(
 
     start = time.perf_counter()
     if size < 16 or size % 2:
-        raise UserError(f"--size {size} must be an even number of pixels, at least 16.")
+        raise UserError(f"size {size} must be an even number of pixels, at least 16.")
     output = check_output(output)
-    assets = model._assets()
+    assets = model.require_assets()
     if assets.faces is None:
         raise CheckpointError(
             "this model has no mesh faces; retrain with data.face_model_path naming the FLAME file."
@@ -131,7 +131,7 @@ def animate(
     if ground_truth is not None:
         from render.compare import ComparisonRenderer
 
-        comparer = ComparisonRenderer(panel_size=(size, size), view=view, background=background)
+        comparer = ComparisonRenderer(renderer, panel_size=(size, size), view=view, background=background)
         camera = comparer.fit_camera(ground_truth)
     output.parent.mkdir(parents=True, exist_ok=True)
     done: list[Tensor] = []

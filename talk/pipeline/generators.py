@@ -11,7 +11,7 @@ parameters); :class:`talk.pipeline.AudioToMotion` turns it into vertices.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -117,9 +117,9 @@ class TokenGenerator(nn.Module):
         return self.tokenizer.decode(generation.codes[:, : self.decode_codebooks], length=length)
 
     def stream(
-        self, token_audio: Iterable[Tensor], style: Tensor, sampling: Sampling, num_frames: callable
+        self, token_audio: Iterable[Tensor], style: Tensor, sampling: Sampling, num_frames: Callable[[], int]
     ) -> Iterator[Tensor]:
-        """Motion pieces ``[B, m, D]`` while LM inputs ``[B, n, stride * D]`` arrive, each as soon as it is final.
+        """Motion pieces ``[B, m, D]`` while LM inputs ``[B, n, stride * Da]`` arrive, each as soon as it is final.
 
         Runs the same LM steps as :meth:`generate` and decodes them the same way, so the concatenated pieces equal
         :meth:`generate` on the whole input (sampled decoding too: both draw from ``sampling``'s seeded

@@ -14,7 +14,6 @@ config may only name ``nn.Module`` classes of talk's packages (:mod:`talk.pipeli
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +84,7 @@ def build(config: dict[str, Any], state_dict: dict[str, Any], assets: Assets | N
     init_args["sampling"] = Sampling(**(init_args.get("sampling") or {}))
     init_args["assets"] = assets
     model = instantiate({"class_path": config["class_path"], "init_args": init_args})
+    model.config = {"class_path": config["class_path"], "init_args": config.get("init_args") or {}}
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
     if missing or unexpected:
         raise CheckpointError(
@@ -100,19 +100,25 @@ def from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Aud
     return build(config, state, assets).to(device).eval()
 
 
-def sampling_dict(sampling: Sampling) -> dict[str, Any]:
-    return dataclasses.asdict(sampling)
+def export(model: AudioToMotion, path: str | Path) -> Path:
+    """Writes ``model`` as a ``talk export`` file (atomically): its config, weights and assets.
 
-
-def export(model: AudioToMotion, config: dict[str, Any], path: str | Path) -> Path:
-    """Writes ``model`` as a ``talk export`` file (atomically)."""
+    Raises:
+        CheckpointError: for a model built in Python (no config to rebuild it from): export a ``talk fit``
+            checkpoint of it instead.
+    """
     from talk.files import atomic_write
 
+    if model.config is None:
+        raise CheckpointError(
+            "this model was built in Python and carries no config to rebuild it from; train it with `talk fit` "
+            "(or load a talk fit checkpoint) before exporting it."
+        )
     payload = {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
-        "class_path": config["class_path"],
-        "init_args": config["init_args"],
+        "class_path": model.config["class_path"],
+        "init_args": model.config["init_args"],
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "assets": None if model.assets is None else model.assets.to_dict(),
     }

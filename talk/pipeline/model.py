@@ -80,6 +80,9 @@ class AudioToMotion(nn.Module):
         self.encoder_window_seconds = encoder_window_seconds
         self.encoder_context_seconds = encoder_context_seconds
         self.assets = assets
+        # The ``{"class_path", "init_args"}`` this model was built from (set by ``talk fit`` and by loading), which
+        # ``talk.pipeline.export`` writes next to the weights; None for a model built in Python.
+        self.config: dict | None = None
 
     @property
     def device(self) -> torch.device:
@@ -91,7 +94,8 @@ class AudioToMotion(nn.Module):
             self.face_model.eval()
         return self
 
-    def _assets(self) -> Assets:
+    def require_assets(self) -> Assets:
+        """The model's :class:`Assets`; a one-line error for a model that carries none."""
         if self.assets is None:
             raise CheckpointError(
                 "this model carries no dataset assets; load it from a `talk fit` checkpoint."
@@ -187,11 +191,13 @@ class AudioToMotion(nn.Module):
         if lengths is None:
             lengths = torch.full((b,), wav.shape[1], device=device)
         if num_frames is None:
-            num_frames = torch.tensor([self._assets().num_frames(int(n)) for n in lengths], device=device)
+            num_frames = torch.tensor(
+                [self.require_assets().num_frames(int(n)) for n in lengths], device=device
+            )
         if template is None or style is None:
-            subject = self._assets().subject(subject)
+            subject = self.require_assets().subject(subject)
         if template is None:
-            template = self._assets().templates[subject]
+            template = self.require_assets().template(subject)
         template = template.float().to(device)
         template = template[None].expand(b, -1, -1) if template.dim() == 2 else template
         if style is None:

@@ -12,7 +12,7 @@ Pipeline (every stage incremental, each exact with respect to its offline counte
 4. :class:`motion.tokens.stream_decode.StreamingTokenDecoder` decodes codes into vertex offsets once the decoder's
    right reach is available.
 
-With greedy decoding the concatenated output equals :meth:`TalkModule.animate` on the whole file (tested).
+The concatenated output equals :meth:`AudioToMotion.generate` on the whole waveform, sampled decoding included (tested).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class TokenAudioAligner:
 
     def _emit(self, stop: int) -> Tensor:
         if stop <= self._emitted or self._x is None:
-            return torch.zeros(1, 0, self.dim)
+            return torch.zeros(1, 0, self.dim, device=None if self._x is None else self._x.device)
         base = self._emitted // self.block * self.block
         x = self._x[:, self._first_frame(base) - self._offset :]
         feats = AudioFeatures(x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device), self.frame_rate)
@@ -138,11 +138,14 @@ class Streamer:
                 f"streaming needs an audio-to-motion token model; this checkpoint holds a "
                 f"{type(model.generator).__name__}. Drop --stream, or use a checkpoint of experiments/*/lm.yaml."
             )
-        self.model = model.eval()
-        assets = model._assets()
+        if model.training:
+            raise UserError("Streamer needs a model in eval mode; call model.eval() first.")
+        self.model = model
+        assets = model.require_assets()
         subject = assets.subject(subject)
-        self.template = assets.templates[subject].float()
-        self.style = model.style_weights(subject)[None]
+        self.device = model.device
+        self.template = assets.template(subject).float().to(self.device)
+        self.style = model.style_weights(subject)[None].to(self.device)
         self.sample_rate = assets.sample_rate
         self.assets = assets
         self.chunk_samples = max(1, round(chunk_seconds * self.sample_rate))
@@ -170,7 +173,7 @@ class Streamer:
 
         def token_audio() -> Iterator[Tensor]:
             for chunk in chunks:
-                wav = torch.as_tensor(chunk, dtype=torch.float32).reshape(1, -1)
+                wav = torch.as_tensor(chunk, dtype=torch.float32).reshape(1, -1).to(self.device)
                 state["samples"] += wav.shape[1]
                 state["pushed_at"] = time.perf_counter()
                 yield aligner.push(encoder.push(wav))
@@ -194,7 +197,7 @@ class Streamer:
             stats.first_frame_latency = now - pushed_at
         stats.chunk_latencies.append(now - pushed_at)
         stats.frames += offsets.shape[1]
-        return self.template + offsets[0].view(offsets.shape[1], -1, 3)
+        return (self.template + offsets[0].view(offsets.shape[1], -1, 3)).cpu()
 
     def stream_file(self, wav: np.ndarray | Tensor) -> Iterator[Tensor]:
         """Streams a whole waveform ``[N]`` cut into ``chunk_seconds`` pieces (simulated real time)."""

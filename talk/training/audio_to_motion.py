@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import torch
@@ -15,7 +16,7 @@ from talk.data.batch import Batch
 from talk.errors import CheckpointError
 from talk.pipeline.config import bind, instantiate
 from talk.pipeline.generators import TokenGenerator
-from talk.pipeline.load import read_checkpoint, sampling_dict
+from talk.pipeline.load import read_checkpoint
 from talk.pipeline.model import AudioToMotion
 from talk.training.base import LossParts, TalkModule
 from talk.training.motion_space import MotionSpace
@@ -99,7 +100,7 @@ class AudioToMotionModule(MotionSpace, TalkModule):
             sampling, dict
         ):  # as stored in checkpoints (plain data: they load with weights_only=True)
             sampling = Sampling(**sampling)
-        self.hparams["sampling"] = sampling_dict(sampling)
+        self.hparams["sampling"] = dataclasses.asdict(sampling)
         if tokenizer is None and tokenizer_config is not None:  # reloading one of our checkpoints
             if face_model_config is not None:
                 face_model = instantiate(face_model_config)
@@ -156,12 +157,13 @@ class AudioToMotionModule(MotionSpace, TalkModule):
                     "face_model": face_model_config,
                     "num_styles": num_styles,
                     "fps": float(fps),
-                    "sampling": sampling_dict(sampling),
+                    "sampling": dataclasses.asdict(sampling),
                     "test_condition": test_condition,
                     "encoder_window_seconds": encoder_window_seconds,
                     "encoder_context_seconds": encoder_context_seconds,
                 },
             }
+            self.model.config = self.pipeline_config
 
     @property
     def generator(self) -> TokenGenerator:

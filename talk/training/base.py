@@ -103,6 +103,10 @@ class TalkModule(L.LightningModule):
                 "set them to the same value."
             )
         assets = dm.assets()
+        if self.model is not None and abs(assets.fps - self.model.fps) > 1e-9:
+            raise CheckpointError(
+                f"the model runs at {self.model.fps} fps but data.fps is {assets.fps}; set them equal."
+            )
         if (
             self.assets is not None
             and self.assets.train_subjects
@@ -135,10 +139,6 @@ class TalkModule(L.LightningModule):
         return {}
 
     # -------------------------------------------------------------------------------------------------- style
-    @property
-    def train_subjects(self) -> list[str]:
-        return [] if self.assets is None else list(self.assets.train_subjects)
-
     def style_for(self, batch: Batch) -> Tensor:
         """Style ids ``[B]`` when every subject was seen in training, else style weights ``[B, S]``."""
         return self.model.style_for(batch.subjects, batch.style.to(batch.audio.device))
@@ -244,14 +244,3 @@ class TalkModule(L.LightningModule):
         if getattr(self, "scheduler", None) is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler(optimizer)}
-
-    # ---------------------------------------------------------------------------------------------- inference
-    @torch.no_grad()
-    def animate(self, wav: Tensor, subject: str | None = None, template: Tensor | None = None) -> Tensor:
-        """Vertices ``[T, V, 3]`` for one waveform ``[N]`` (the pipeline model's :meth:`AudioToMotion.generate`)."""
-        if self.model is None:
-            raise CheckpointError(
-                "a tokenizer checkpoint reconstructs motion but cannot animate audio; train an audio-to-motion "
-                "model (experiments/synthetic/lm.yaml) on top of it."
-            )
-        return self.model.generate(wav, subject=subject, template=template).vertices[0].cpu()

@@ -105,14 +105,11 @@ class RegressionModule(TalkModule):
                     "test_condition": test_condition,
                 },
             }
+            self.model.config = self.pipeline_config
 
     @property
     def regression(self) -> RegressionGenerator:
         return self.model.generator
-
-    @property
-    def sample_rate(self) -> int:
-        return int(self.model.audio_encoder.sample_rate)
 
     def legacy_state_renames(self) -> dict[str, str]:
         return {"audio_encoder.": "model.audio_encoder.", "generator.": "model.generator.regressor.",

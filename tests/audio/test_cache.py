@@ -18,12 +18,7 @@ from audio.mel import MelEncoder
 ASSET = Path(__file__).resolve().parents[2] / "assets" / "speech" / "arctic_a0009.wav"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add OpenMP overhead on a busy machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def frozen_mel(seed: int = 0, **kwargs) -> MelEncoder:

@@ -16,14 +16,7 @@ from audio.streaming import StreamingEncoder, StreamingError, concat_features
 ASSET = Path(__file__).resolve().parents[2] / "assets" / "speech" / "arctic_a0009.wav"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine OpenMP spin-waiting made a
-    2-thread forward 50x slower than a 1-thread one; restore the setting for the other test modules."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

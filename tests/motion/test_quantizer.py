@@ -9,14 +9,7 @@ import torch.multiprocessing as mp
 
 from motion.tokens.quantizer import ResidualVQ, VectorQuantizer, codebook_stats
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: intra-op threads only add synchronisation cost, and hurt badly on a shared 2-core box.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def clustered(centers: torch.Tensor, per_cluster: int, noise: float, seed: int = 0) -> torch.Tensor:

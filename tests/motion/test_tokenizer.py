@@ -6,14 +6,7 @@ import torch
 from motion.tokens.quantizer import ResidualVQ
 from motion.tokens.tokenizer import MotionTokenizer
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: intra-op threads only add synchronisation cost, and hurt badly on a shared 2-core box.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def make(

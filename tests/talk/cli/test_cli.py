@@ -146,10 +146,10 @@ def test_test_time_comparison_videos_callback(trained, synth_root):
 def test_explicit_model_flags_parser():
     from talk.cli.lightning_cli import _explicit_model_flags
 
-    argv = ["test", "-c", "x.yaml", "--model.init_args.temperature=0.7", "--trainer.max_epochs=3",
-            "--model.init_args.lm.init_args.top_k", "5", "--model.class_path=foo", "--model.init_args.greedy=false"]  # fmt: skip
+    argv = ["test", "-c", "x.yaml", "--model.init_args.sampling.temperature=0.7", "--trainer.max_epochs=3",
+            "--model.init_args.lm.init_args.top_k", "5", "--model.class_path=foo", "--model.init_args.seed=3"]  # fmt: skip
     assert _explicit_model_flags(argv) == {
-        "init_args": {"temperature": 0.7, "lm": {"init_args": {"top_k": 5}}, "greedy": False}
+        "init_args": {"sampling": {"temperature": 0.7}, "lm": {"init_args": {"top_k": 5}}, "seed": 3}
     }
 
 
