@@ -105,10 +105,15 @@ class TokenGenerator(nn.Module):
             sampling: How codes are chosen.
             fps: Motion frame rate.
         """
-        tokens = self.num_tokens(num_frames)
-        audio = self.token_features(features, tokens, fps)
-        out = self.lm.generate(audio, style, int(tokens.max()), sampling, return_probs=self.expected)
+        audio = self.lm_input(features, num_frames, fps)
+        steps = int(self.num_tokens(num_frames).max())
+        out = self.lm.generate(audio, style, steps, sampling, return_probs=self.expected)
         return self.decode(out, int(num_frames.max()))
+
+    def lm_input(self, features: AudioFeatures, num_frames: Tensor, fps: float) -> Tensor:
+        """The LM's audio input ``[B, Tq, stride * Da]`` for ``num_frames`` ``[B]`` motion frames (each sequence
+        resampled to its own token count); what generation reads, and what training conditions on."""
+        return self.token_features(features, self.num_tokens(num_frames), fps)
 
     def decode(self, generation: Generation, length: int) -> Tensor:
         """Motion ``[B, length, D]`` of generated codes (or of their expected latents)."""

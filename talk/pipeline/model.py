@@ -21,6 +21,14 @@ from talk.errors import CheckpointError
 from talk.pipeline.assets import Assets
 
 
+def motion_offsets(face_model: nn.Module | None, motion: Tensor, template: Tensor) -> Tensor:
+    """Motion ``[B, T, D]`` -> vertex offsets ``[B, T, V*3]`` from ``template`` ``[B, V, 3]``: through the face model
+    when the motion is its parameters, unchanged when it already is vertex offsets (``face_model`` None)."""
+    if face_model is None:
+        return motion
+    return face_model.motion_offsets(motion, template).flatten(2)
+
+
 @dataclass(frozen=True)
 class Motion:
     """A generated animation.
@@ -46,7 +54,7 @@ class AudioToMotion(nn.Module):
             None when it produces vertex offsets.
         num_styles: Number of training speakers (style conditions).
         fps: Motion frame rate.
-        sampling: How a token generator chooses codes (ignored by regression).
+        sampling: How a token generator chooses codes (ignored by regression); default greedy.
         test_condition: Training subject whose style drives unseen subjects; None averages all training styles.
         encoder_window_seconds: At inference, a single input longer than this is encoded in windows of this length
             with ``encoder_context_seconds`` of context on each side (``AudioEncoder.encode_long``), so that the
@@ -75,7 +83,7 @@ class AudioToMotion(nn.Module):
         self.face_model = None if face_model is None else face_model.eval().requires_grad_(False)
         self.num_styles = num_styles
         self.fps = float(fps)
-        self.sampling = sampling or Sampling()
+        self.sampling = sampling or Sampling(temperature=0.0)
         self.test_condition = test_condition
         self.encoder_window_seconds = encoder_window_seconds
         self.encoder_context_seconds = encoder_context_seconds
@@ -142,12 +150,10 @@ class AudioToMotion(nn.Module):
 
     def to_offsets(self, motion: Tensor, template: Tensor) -> Tensor:
         """Generated motion ``[B, T, D]`` -> vertex offsets ``[B, T, V*3]`` from ``template`` ``[B, V, 3]``."""
-        if self.face_model is None:
-            return motion
-        return self.face_model.motion_offsets(motion, template).flatten(2)
+        return motion_offsets(self.face_model, motion, template)
 
     # ---------------------------------------------------------------------------------------------- generation
-    def motion(
+    def generate_motion(
         self,
         wav: Tensor,
         lengths: Tensor,
@@ -202,7 +208,7 @@ class AudioToMotion(nn.Module):
         template = template[None].expand(b, -1, -1) if template.dim() == 2 else template
         if style is None:
             style = self.style_weights(subject)[None].expand(b, -1).to(device)
-        motion = self.motion(wav, lengths, num_frames, style, sampling)
+        motion = self.generate_motion(wav, lengths, num_frames, style, sampling)
         offsets = self.to_offsets(motion, template)
         t = int(num_frames.max())
         vertices = offsets.view(b, t, -1, 3).add_(template[:, None])  # in place: offsets are ours

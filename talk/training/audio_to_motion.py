@@ -191,11 +191,9 @@ class AudioToMotionModule(MotionSpace, TalkModule):
         with torch.no_grad():
             codes = generator.tokenizer.encode(self.motion(batch), batch.motion_mask)
         token_mask = generator.tokenizer.token_mask(batch.motion_mask, t)
-        tokens = generator.num_tokens(batch.motion_lengths)
-        audio = generator.token_features(
-            self.model.features(batch.audio, batch.audio_lengths), tokens, self.model.fps
-        )
-        loss = self.model.generator.lm.loss(codes, audio, self.style_for(batch), token_mask)
+        features = self.model.features(batch.audio, batch.audio_lengths)
+        audio = generator.lm_input(features, batch.motion_lengths, self.model.fps)
+        loss = generator.lm.loss(codes, audio, self.style_for(batch), token_mask)
         return LossParts(loss.total, {f"ce/{k}": v for k, v in enumerate(loss.per_codebook)})
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:

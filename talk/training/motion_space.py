@@ -6,6 +6,7 @@ from torch import Tensor
 
 from motion.face.flame import FLAME
 from talk.data.batch import Batch
+from talk.pipeline.model import motion_offsets
 
 
 class MotionSpace:
@@ -29,6 +30,4 @@ class MotionSpace:
 
     def to_offsets(self, motion: Tensor, template: Tensor) -> Tensor:
         """Motion ``[B, T, D]`` in this space -> vertex offsets ``[B, T, V*3]`` from ``template`` ``[B, V, 3]``."""
-        if self.face_model is None:
-            return motion
-        return self.face_model.motion_offsets(motion, template).flatten(2)
+        return motion_offsets(self.face_model, motion, template)
