@@ -6,51 +6,11 @@
 - :mod:`motion.regression`: the FaceFormer-style continuous regressor.
 """
 
-from motion.face import (
-    EXPRESSION_NAMES,
-    FLAME,
-    FaceModel,
-    FaceModelOutput,
-    FlameModelFormatError,
-    FlameModelNotFoundError,
-    FLAMEParams,
-    ProceduralFace,
-    ProceduralFacePaths,
-    build_procedural_face,
-    load_flame_masks,
-    load_flame_model,
-    load_landmark_embedding,
-    write_procedural_face,
-)
-from motion.lm import LMOutput, MotionLM
-from motion.lm.patterns import (
-    Pattern,  # motion.lm's own exports are its maintainer's; this keeps motion.Pattern
-)
+from motion import face, tokens
+from motion.face import *  # noqa: F403 - the face models, listed in motion.face.__all__
+from motion.lm import LMOutput, MotionLM, Pattern
 from motion.regression import FaceFormerRegressor
-from motion.tokens import MotionTokenizer, QuantizedResult, ResidualVQ, TokenizerOutput, VectorQuantizer
+from motion.tokens import *  # noqa: F403 - residual VQ and the tokenizer, listed in motion.tokens.__all__
 
-__all__ = [
-    "EXPRESSION_NAMES",
-    "FaceFormerRegressor",
-    "LMOutput",
-    "MotionLM",
-    "MotionTokenizer",
-    "Pattern",
-    "QuantizedResult",
-    "ResidualVQ",
-    "TokenizerOutput",
-    "VectorQuantizer",
-    "FLAME",
-    "FLAMEParams",
-    "FaceModel",
-    "FaceModelOutput",
-    "FlameModelFormatError",
-    "FlameModelNotFoundError",
-    "ProceduralFace",
-    "ProceduralFacePaths",
-    "build_procedural_face",
-    "load_flame_masks",
-    "load_flame_model",
-    "load_landmark_embedding",
-    "write_procedural_face",
-]
+# ``motion.MotionLM`` etc. are class paths that configs and checkpoints name.
+__all__ = [*face.__all__, *tokens.__all__, "FaceFormerRegressor", "LMOutput", "MotionLM", "Pattern"]
