@@ -72,21 +72,52 @@ class HFSpeechEncoder(AudioEncoder):
         weighted_layer_sum: Return a learned softmax-weighted sum of all hidden states (excludes ``layer``).
         output_dim: Project features to this size with a linear layer; None keeps the model's hidden size.
         normalize_input: Apply the checkpoint's per-utterance input normalisation when it asks for it.
+        hf_config: Instead of ``name_or_path`` (as checkpoints store the encoder, :meth:`contained_init_args`):
+            the transformers config as a dict (``config.to_dict()``, with its ``model_type``); the model is built
+            randomly initialised and its weights must come from a state dict. Nothing is read or downloaded.
+        feature_extractor: With ``hf_config``: the feature-extractor settings (``do_normalize``,
+            ``return_attention_mask``, ``sampling_rate``).
     """
+
+    file_arguments = ("name_or_path",)  # what contained_init_args() replaces
 
     def __init__(
         self,
-        name_or_path: str = "facebook/wav2vec2-base-960h",
+        name_or_path: str | None = "facebook/wav2vec2-base-960h",
         freeze: str = "feature_extractor",
         layer: int | None = None,
         weighted_layer_sum: bool = False,
         output_dim: int | None = None,
         normalize_input: bool = True,
+        hf_config: dict | None = None,
+        feature_extractor: dict | None = None,
     ) -> None:
         super().__init__()
         self._check_options(freeze, layer, weighted_layer_sum, output_dim)  # before a possibly slow download
-        model, fe_config = load_pretrained(str(name_or_path))
+        if (name_or_path is None) == (hf_config is None):
+            raise ValueError("HFSpeechEncoder: pass either name_or_path or hf_config (from a checkpoint).")
+        if hf_config is not None:
+            transformers = transformers_module()
+            settings = dict(hf_config)
+            config = transformers.AutoConfig.for_model(settings.pop("model_type"), **settings)
+            model = transformers.AutoModel.from_config(config)
+            fe_config = dict(feature_extractor or {})
+            fe_config.setdefault("do_normalize", True)
+            fe_config.setdefault(
+                "return_attention_mask", getattr(config, "feat_extract_norm", "group") == "layer"
+            )
+        else:
+            model, fe_config = load_pretrained(str(name_or_path))
         self._build(model, fe_config, freeze, layer, weighted_layer_sum, output_dim, normalize_input)
+
+    def contained_init_args(self) -> dict[str, Any]:
+        """Init args that rebuild this encoder's structure without the hub or its directory (the state dict
+        holds the weights)."""
+        return {
+            "name_or_path": None,
+            "hf_config": self.model.config.to_dict(),
+            "feature_extractor": self.fe_config,
+        }
 
     @classmethod
     def from_config(
@@ -159,6 +190,11 @@ class HFSpeechEncoder(AudioEncoder):
             )
 
         self.model = model
+        self.fe_config = {
+            k: fe_config[k]
+            for k in ("do_normalize", "return_attention_mask", "sampling_rate")
+            if k in fe_config
+        }
         self.freeze = freeze
         self.layer = layer
         self.normalize = bool(normalize_input and fe_config["do_normalize"])

@@ -9,7 +9,6 @@ pose is ``[global, neck, jaw, eye_left, eye_right]`` axis-angle; translation is 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -162,6 +161,10 @@ def lbs(
 class FLAME(FaceModel):
     """FLAME face model (linear blend skinning + shape, expression and pose-corrective blendshapes).
 
+    Built from the FLAME file, or, as checkpoints store it, from a ``layout`` alone: the buffers are then allocated
+    empty and filled by ``load_state_dict``, so a checkpoint rebuilds its face model without opening any file
+    (:meth:`contained_init_args`).
+
     Args:
         model_path: FLAME 2020 ``generic_model.pkl`` / FLAME 2023 ``flame2023.pkl`` (download it yourself from
             flame.is.tue.mpg.de; licence), or a file of the same structure such as the procedural face.
@@ -169,21 +172,39 @@ class FLAME(FaceModel):
         n_expression: expression coefficients used (at most the file's expression columns, 100 for FLAME).
         landmark_embedding_path: optional static landmark embedding (FLAME ``flame_static_embedding.pkl``,
             DECA ``landmark_embedding.npy`` or the procedural face's ``landmark_embedding.pkl``).
+        layout: instead of the files: ``{"num_vertices", "num_faces", "parents", "num_landmarks"}`` (what
+            :meth:`contained_init_args` writes); the weights must then come from a state dict.
     """
+
+    file_arguments = ("model_path", "landmark_embedding_path")  # what contained_init_args() replaces
 
     def __init__(
         self,
-        model_path: str,
+        model_path: str | None = None,
         n_shape: int = 100,
         n_expression: int = 50,
         landmark_embedding_path: str | None = None,
+        layout: dict | None = None,
     ) -> None:
         super().__init__()
+        self.n_shape = int(n_shape)
+        self.n_expression = int(n_expression)
+        if (model_path is None) == (layout is None):
+            raise ValueError("FLAME: pass either model_path (the FLAME file) or layout (from a checkpoint).")
+        if layout is not None:
+            self._allocate(layout)
+        else:
+            self._load(str(model_path), landmark_embedding_path)
+        # [V*3, n_shape] pseudo-inverse of the identity blendshapes, derived on first use by fit_shape
+        self.register_buffer("_shape_pinv", None, persistent=False)
+
+    def _load(self, model_path: str, landmark_embedding_path: str | None) -> None:
         model = load_flame_model(model_path)
         shapedirs = np.asarray(model["shapedirs"], dtype=np.float64)
         total = shapedirs.shape[2]
         n_id_file = min(_N_SHAPE_FILE, total)
         n_exp_file = total - n_id_file
+        n_shape, n_expression = self.n_shape, self.n_expression
         if n_shape < 0 or n_shape > n_id_file:
             raise ValueError(
                 f"n_shape={n_shape} but '{model_path}' holds {n_id_file} shape columns; use <= {n_id_file}."
@@ -193,8 +214,6 @@ class FLAME(FaceModel):
                 f"n_expression={n_expression} but '{model_path}' holds {n_exp_file} expression columns; "
                 f"use <= {n_exp_file}."
             )
-        self.n_shape = int(n_shape)
-        self.n_expression = int(n_expression)
         dirs = np.concatenate(
             [shapedirs[:, :, :n_shape], shapedirs[:, :, n_id_file : n_id_file + n_expression]], 2
         )
@@ -226,8 +245,42 @@ class FLAME(FaceModel):
         else:
             self.lmk_faces_idx = None
             self.lmk_bary_coords = None
-        # [V*3, n_shape] pseudo-inverse of the identity blendshapes, derived on first use by fit_shape
-        self.register_buffer("_shape_pinv", None, persistent=False)
+
+    def _allocate(self, layout: dict) -> None:
+        """Empty buffers of the shapes ``layout`` gives, for ``load_state_dict`` to fill."""
+        try:
+            n_v, n_f = int(layout["num_vertices"]), int(layout["num_faces"])
+            self.parents = [int(p) for p in layout["parents"]]
+            n_l = int(layout.get("num_landmarks", 0))
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(
+                f"FLAME layout {layout!r} must give num_vertices, num_faces, parents and num_landmarks."
+            ) from None
+        self.n_joints = n_j = len(self.parents)
+        zeros = torch.zeros
+        self.register_buffer("v_template", zeros(n_v, 3))
+        self.register_buffer("faces", zeros(n_f, 3, dtype=torch.long))
+        self.register_buffer("shapedirs", zeros(self.n_shape + self.n_expression, n_v * 3))
+        self.register_buffer("posedirs", zeros(9 * (n_j - 1), n_v * 3))
+        self.register_buffer("J_regressor", zeros(n_j, n_v))
+        self.register_buffer("lbs_weights", zeros(n_v, n_j))
+        if n_l:
+            self.register_buffer("lmk_faces_idx", zeros(n_l, dtype=torch.long))
+            self.register_buffer("lmk_bary_coords", zeros(n_l, 3))
+        else:
+            self.lmk_faces_idx = None
+            self.lmk_bary_coords = None
+
+    def contained_init_args(self) -> dict:
+        """Init args that rebuild this model's structure without its files (its state dict holds the rest)."""
+        n_l = 0 if self.lmk_faces_idx is None else int(self.lmk_faces_idx.shape[0])
+        layout = {
+            "num_vertices": self.num_vertices,
+            "num_faces": self.num_faces,
+            "parents": list(self.parents),
+            "num_landmarks": n_l,
+        }
+        return {"model_path": None, "landmark_embedding_path": None, "layout": layout}
 
     @property
     def num_vertices(self) -> int:
@@ -334,8 +387,3 @@ class FLAME(FaceModel):
         posed = self(FLAMEParams(shape=shape, expression=motion[..., :e], jaw_pose=motion[..., e:])).vertices
         rest = self(FLAMEParams(shape=shape, jaw_pose=motion.new_zeros(b, 1, 3))).vertices  # [B, 1, V, 3]
         return posed - rest
-
-    @classmethod
-    def from_path(cls, model_path: str | Path, **kwargs: object) -> FLAME:
-        """Convenience constructor accepting a Path."""
-        return cls(str(model_path), **kwargs)  # type: ignore[arg-type]

@@ -8,8 +8,10 @@ from pathlib import Path
 def export(checkpoint: Path, output: Path) -> None:
     """Write a checkpoint's inference model alone (config, weights, dataset assets) to one small file.
 
-    The file holds no training state; `talk animate` and `talk.pipeline.Pipeline.from_checkpoint` read it without
-    Lightning. Checkpoints written by older versions of talk are converted on the way.
+    The file holds no training state and no reference to other files (the face model's and speech encoder's
+    buffers and sizes are inside); `talk animate` and `talk.pipeline.Pipeline.from_checkpoint` read it without
+    Lightning. Checkpoints written by older versions of talk are converted on the way: those that name a FLAME
+    file or a hub encoder read it once, from where their config says (run from the training directory).
 
     Args:
         checkpoint: Checkpoint written by `talk fit`.
@@ -21,7 +23,7 @@ def export(checkpoint: Path, output: Path) -> None:
 
     ckpt = read_checkpoint(checkpoint)
     if ckpt.get("talk_pipeline") is not None or ckpt.get("format") is not None:
-        model = build(*pipeline_parts(ckpt, checkpoint))
+        model = build(*pipeline_parts(ckpt, checkpoint), checkpoint, allow_file_references=True)
     else:  # an older checkpoint: rebuild its training module, which knows its pipeline config
         from talk.training.checkpoints import load_model
 

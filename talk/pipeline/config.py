@@ -56,3 +56,38 @@ def bind(config: Mapping[str, Any], *args: object, **kwargs: object) -> dict[str
     cls = resolve_class(config["class_path"])
     bound = inspect.signature(cls).bind_partial(*args, **{**(config.get("init_args") or {}), **kwargs})
     return {"class_path": config["class_path"], "init_args": dict(bound.arguments)}
+
+
+def contained(config: Mapping[str, Any], module: Any) -> dict[str, Any]:
+    """``config`` of ``module`` rewritten so that it rebuilds the module without opening any file.
+
+    Modules whose constructors read files (a FLAME model, a hub speech encoder) name those arguments in
+    ``file_arguments`` and give file-free replacements in ``contained_init_args()`` (sizes and settings; the
+    weights and buffers come from the state dict). Nested configs are matched to the submodule held under the
+    attribute of the same name.
+    """
+    init = dict(config.get("init_args") or {})
+    replace = getattr(module, "contained_init_args", None)
+    if callable(replace):
+        init.update(replace())
+    for key, value in init.items():
+        child = getattr(module, key, None)
+        if is_config(value) and child is not None:
+            init[key] = contained(value, child)
+    return {"class_path": config["class_path"], "init_args": init}
+
+
+def file_references(config: Mapping[str, Any]) -> list[str]:
+    """The files that building ``config`` would open (empty for a self-contained config)."""
+    cls = resolve_class(config["class_path"])
+    init = dict(config.get("init_args") or {})
+    found: list[str] = []
+    names = getattr(cls, "file_arguments", ())
+    if names:
+        bound = inspect.signature(cls).bind_partial(**{k: v for k, v in init.items() if k in names})
+        bound.apply_defaults()
+        found += [str(bound.arguments[name]) for name in names if bound.arguments.get(name) is not None]
+    for value in init.values():
+        if is_config(value):
+            found += file_references(value)
+    return found

@@ -9,7 +9,11 @@ Two files hold one:
   "assets"}``, the same without the training state (optimizer, loops, callbacks), a fraction of the size.
 
 Both are read with ``torch.load(weights_only=True)``: tensors and plain Python only, nothing executes, and the
-config may only name ``nn.Module`` classes of talk's packages (:mod:`talk.pipeline.config`).
+config may only name ``nn.Module`` classes of talk's packages (:mod:`talk.pipeline.config`). Both are
+self-contained: the config gives the face model's and the speech encoder's sizes, not the files they were built
+from (:func:`talk.pipeline.config.contained`), so loading opens no file but the one named. A file written before
+that names its FLAME file or hub encoder and is refused unless ``allow_file_references=True`` (``talk export``
+converts it once).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import torch
 from motion.lm import Sampling
 from talk.errors import CheckpointError
 from talk.pipeline.assets import Assets
-from talk.pipeline.config import instantiate, resolve_class
+from talk.pipeline.config import contained, file_references, instantiate, resolve_class
 from talk.pipeline.model import AudioToMotion
 
 EXPORT_FORMAT = "talk.pipeline"
@@ -75,29 +79,63 @@ def pipeline_parts(ckpt: dict[str, Any], path: str | Path) -> tuple[dict, dict, 
     return config, state, Assets.from_dict(ckpt.get("talk_assets"))
 
 
-def build(config: dict[str, Any], state_dict: dict[str, Any], assets: Assets | None) -> AudioToMotion:
-    """The model of a pipeline config, with its weights."""
+def build(
+    config: dict[str, Any],
+    state_dict: dict[str, Any],
+    assets: Assets | None,
+    source: str | Path = "the checkpoint",
+    allow_file_references: bool = False,
+) -> AudioToMotion:
+    """The model of a pipeline config, with its weights.
+
+    Args:
+        config: The model's config (``{"class_path", "init_args"}``).
+        state_dict: Its weights and buffers.
+        assets: Its dataset assets.
+        source: The file it came from (for messages).
+        allow_file_references: Build a config that names other files (a FLAME file, a hub encoder), as
+            checkpoints written before they were self-contained do; otherwise such a config is refused.
+    """
     cls = resolve_class(config["class_path"])
     if not issubclass(cls, AudioToMotion):
         raise CheckpointError(f"{config['class_path']} is not an AudioToMotion model.")
+    files = file_references(config)
+    if files and not allow_file_references:
+        raise CheckpointError(
+            f"{source} builds its model from {', '.join(files)}, which it does not contain (written before "
+            f"checkpoints were self-contained); convert it once with `talk export --checkpoint {source} "
+            "--output model.pt` (where those files exist) and use model.pt."
+        )
     init_args = dict(config.get("init_args") or {})
     init_args["sampling"] = Sampling(**(init_args.get("sampling") or {}))
     init_args["assets"] = assets
     model = instantiate({"class_path": config["class_path"], "init_args": init_args})
-    model.config = {"class_path": config["class_path"], "init_args": config.get("init_args") or {}}
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
     if missing or unexpected:
         raise CheckpointError(
-            f"the weights do not fit the model they name (missing {missing[:3]}, unexpected {unexpected[:3]})."
+            f"the weights in {source} do not fit the model they name (missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]})."
         )
+    model.config = contained(
+        {"class_path": config["class_path"], "init_args": config.get("init_args") or {}}, model
+    )
     return model
 
 
-def from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> AudioToMotion:
-    """An :class:`AudioToMotion` in eval mode from a ``talk fit`` checkpoint or a ``talk export`` file."""
+def from_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu", allow_file_references: bool = False
+) -> AudioToMotion:
+    """An :class:`AudioToMotion` in eval mode from a ``talk fit`` checkpoint or a ``talk export`` file.
+
+    Args:
+        path: The checkpoint or exported file.
+        device: Torch device of the model.
+        allow_file_references: Load a file written before checkpoints were self-contained, re-opening the
+            FLAME file or hub encoder its config names (relative paths from the working directory).
+    """
     ckpt = read_checkpoint(path)
     config, state, assets = pipeline_parts(ckpt, path)
-    return build(config, state, assets).to(device).eval()
+    return build(config, state, assets, path, allow_file_references).to(device).eval()
 
 
 def export(model: AudioToMotion, path: str | Path) -> Path:
@@ -118,7 +156,7 @@ def export(model: AudioToMotion, path: str | Path) -> Path:
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
         "class_path": model.config["class_path"],
-        "init_args": model.config["init_args"],
+        "init_args": contained(model.config, model)["init_args"],
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "assets": None if model.assets is None else model.assets.to_dict(),
     }

@@ -23,6 +23,7 @@ from talk.data.batch import Batch
 from talk.errors import CheckpointError
 from talk.metrics import VertexMetrics
 from talk.pipeline.assets import Assets
+from talk.pipeline.config import contained
 from talk.pipeline.model import AudioToMotion
 
 
@@ -120,8 +121,8 @@ class TalkModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["talk_assets"] = None if self.assets is None else self.assets.to_dict()
-        if self.pipeline_config is not None:
-            checkpoint["talk_pipeline"] = self.pipeline_config
+        if self.pipeline_config is not None:  # self-contained: sizes instead of the files it was built from
+            checkpoint["talk_pipeline"] = contained(self.pipeline_config, self.model)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.assets = Assets.from_dict(checkpoint.get("talk_assets"))

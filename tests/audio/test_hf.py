@@ -320,3 +320,18 @@ def test_encode_long_windows_see_only_their_context() -> None:
     assert far < 0.05 * near
     with pytest.raises(ValueError, match="window_seconds > 0"):
         encoder.encode_long(wav, window_seconds=0.0, context_seconds=0.5)
+
+
+@pytest.mark.parametrize("family", ["wav2vec2-layer", "hubert", "wavlm"])
+def test_contained_init_args_rebuild_the_encoder_without_its_directory(checkpoints, family, tmp_path) -> None:
+    enc = HFSpeechEncoder(str(checkpoints[family]), freeze="all", output_dim=8).eval()
+    stored = tmp_path / "args.pt"  # what a checkpoint's config holds must load with weights_only
+    torch.save(enc.contained_init_args(), stored)
+    args = torch.load(stored, weights_only=True)
+    assert args["name_or_path"] is None
+    rebuilt = HFSpeechEncoder(freeze="all", output_dim=8, **args).eval()
+    rebuilt.load_state_dict(enc.state_dict())
+    wav = torch.randn(1, 8000, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(rebuilt(wav).x, enc(wav).x)
+    assert (rebuilt.normalize, rebuilt.use_attention_mask) == (enc.normalize, enc.use_attention_mask)
