@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from torch.utils.data import Dataset
 
@@ -81,18 +81,14 @@ class BiwiDataModule(VocasetDataModule):
             resolves with its ``test_condition`` (or the average style).
         source_fps: Frame rate of the stored vertices (BIWI: 25).
         fps: Frame rate to train at; ``source_fps / fps`` must be an integer stride.
-        sample_rate: Audio sample rate the encoder expects.
-        batch_size: Sequences per batch (variable lengths are padded and masked).
-        num_workers: DataLoader workers.
-        cache: Keep loaded sequences in memory after first use (BIWI is about 4 GB as float32).
-        max_audio_seconds: Reject longer audio files (None: no limit).
-        face_model_path: Mesh (``.ply``/``.obj``) or FLAME-format ``.pkl`` whose triangles fit the vertices;
-            defaults to ``<root>/BIWI.ply`` or ``<root>/templates/BIWI.ply`` when present, else no faces.
         regions_path: Region vertex sets for the metrics: a folder of ``<region>.txt`` files or a
             ``FLAME_masks.pkl``-format pickle; defaults to ``<root>/regions`` (CodeTalker's ``lve.txt``/``fdd.txt``).
         lip_region: Region name used for LVE.
         upper_face_regions: Region names whose union is the upper face used for FDD.
         dataset_name: Name carried with each batch.
+        **kwargs: The arguments every format shares (:class:`~talk.data.base.TalkDataModule`): ``sample_rate``,
+            ``batch_size``, ``num_workers``, ``cache`` (BIWI is about 4 GB as float32), ``max_audio_seconds``,
+            ``face_model_path`` (default: ``<root>/BIWI.ply`` or ``<root>/templates/BIWI.ply`` when present).
     """
 
     def __init__(
@@ -107,16 +103,11 @@ class BiwiDataModule(VocasetDataModule):
         per_condition: bool = True,
         source_fps: float = BIWI_FPS,
         fps: float = BIWI_FPS,
-        sample_rate: int = 16000,
-        batch_size: int = 1,
-        num_workers: int = 0,
-        cache: bool = True,
-        max_audio_seconds: float | None = None,
-        face_model_path: str | None = None,
         regions_path: str | None = None,
         lip_region: str = "lve",
         upper_face_regions: list[str] = ["fdd"],  # noqa: B006 - jsonargparse needs a literal
         dataset_name: str = "biwi",
+        **kwargs: Any,
     ) -> None:
         if test_split not in ("A", "B"):
             raise DatasetError(f"data.test_split must be 'A' or 'B', got {test_split!r}.")
@@ -135,17 +126,12 @@ class BiwiDataModule(VocasetDataModule):
             test_sentences=test_sentences,
             source_fps=source_fps,
             fps=fps,
-            sample_rate=sample_rate,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            cache=cache,
-            max_audio_seconds=max_audio_seconds,
-            face_model_path=face_model_path,
             # resolved here so that metrics.json names the file that was really used
             regions_path=regions_path or str(Path(root) / "regions"),
             lip_region=lip_region,
             upper_face_regions=upper_face_regions,
             dataset_name=dataset_name,
+            **kwargs,
         )
         self.test_split = test_split
         self.per_condition = per_condition

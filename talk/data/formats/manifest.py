@@ -62,18 +62,13 @@ class ManifestDataModule(TalkDataModule):
             are any.
         train_subjects: Training subjects; their order defines the style indices. None: the sorted subjects of
             the train split.
-        sample_rate: Audio sample rate the encoder expects.
-        batch_size: Sequences per batch (variable lengths are padded and masked).
-        num_workers: DataLoader workers.
-        cache: Keep loaded sequences in memory after first use.
-        max_audio_seconds: Reject longer audio files (None: no limit).
-        face_model_path: Mesh (``.ply``/``.obj``) or FLAME-format ``.pkl`` giving the triangles; defaults to
-            ``flame_model``; None and no ``flame_model`` means no faces.
         regions_path: Region vertex sets for the metrics (``FLAME_masks.pkl`` format or a folder of
             ``<region>.txt``); defaults to ``FLAME_masks.pkl`` beside the manifest, else beside ``flame_model``.
-        lip_region: Region name used for LVE.
-        upper_face_regions: Region names whose union is the upper face used for FDD.
         dataset_name: Dataset name of lines without ``"dataset"``.
+        **kwargs: The arguments every format shares (:class:`~talk.data.base.TalkDataModule`): ``sample_rate``,
+            ``batch_size``, ``num_workers``, ``cache``, ``max_audio_seconds``, ``face_model_path`` (mesh or
+            FLAME-format file giving the triangles; default: ``flame_model``, else no faces), ``lip_region``,
+            ``upper_face_regions``.
     """
 
     def __init__(
@@ -84,16 +79,9 @@ class ManifestDataModule(TalkDataModule):
         flame_model: str | None = None,
         templates: str | None = None,
         train_subjects: list[str] | None = None,
-        sample_rate: int = 16000,
-        batch_size: int = 1,
-        num_workers: int = 0,
-        cache: bool = True,
-        max_audio_seconds: float | None = None,
-        face_model_path: str | None = None,
         regions_path: str | None = None,
-        lip_region: str = "lips",
-        upper_face_regions: list[str] = ["forehead", "eye_region"],  # noqa: B006 - jsonargparse needs a literal
         dataset_name: str = "manifest",
+        **kwargs: Any,
     ) -> None:
         manifest_path = Path(manifest)
         if regions_path is None:  # resolved here so that metrics.json names the file really used
@@ -105,16 +93,9 @@ class ManifestDataModule(TalkDataModule):
             root=manifest_path.parent,  # metrics.json reports regions relative to this
             train_subjects=train_subjects,
             fps=fps,
-            sample_rate=sample_rate,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            cache=cache,
-            max_audio_seconds=max_audio_seconds,
-            face_model_path=face_model_path,
             regions_path=regions_path,
-            lip_region=lip_region,
-            upper_face_regions=upper_face_regions,
             dataset_name=dataset_name,
+            **kwargs,
         )
         self.manifest = manifest_path
         self.resample = resample

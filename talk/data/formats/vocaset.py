@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -134,19 +135,13 @@ class VocasetDataModule(TalkDataModule):
         test_sentences: Inclusive sentence-number range for test subjects.
         source_fps: Frame rate of the stored vertices (VOCASET: 60).
         fps: Frame rate to train at; ``source_fps / fps`` must be an integer stride.
-        sample_rate: Audio sample rate the encoder expects.
-        batch_size: Sequences per batch (variable lengths are padded and masked).
-        num_workers: DataLoader workers.
-        cache: Keep loaded sequences in memory after first use (fine for datasets that fit in RAM).
-        max_audio_seconds: Reject longer audio files (None: no limit).
-        face_model_path: FLAME-format model (or ``.ply``/``.obj`` mesh) whose faces triangulate the vertices;
-            defaults to ``<root>/face_model.pkl`` when present. For VOCASET pass your own FLAME
-            ``generic_model.pkl``.
         regions_path: Region vertex sets for the metrics (``FLAME_masks.pkl`` format or a folder of
             ``<region>.txt``); defaults to ``<root>/FLAME_masks.pkl``.
-        lip_region: Region name used for LVE.
-        upper_face_regions: Region names whose union is the upper face used for FDD.
         dataset_name: Name carried with each batch.
+        **kwargs: The arguments every format shares (:class:`~talk.data.base.TalkDataModule`): ``sample_rate``,
+            ``batch_size``, ``num_workers``, ``cache``, ``max_audio_seconds``, ``face_model_path`` (default:
+            ``<root>/face_model.pkl`` when present; for VOCASET pass your FLAME ``generic_model.pkl``),
+            ``lip_region``, ``upper_face_regions``.
     """
 
     def __init__(
@@ -160,32 +155,18 @@ class VocasetDataModule(TalkDataModule):
         test_sentences: tuple[int, int] = (21, 40),
         source_fps: float = 60.0,
         fps: float = 30.0,
-        sample_rate: int = 16000,
-        batch_size: int = 1,
-        num_workers: int = 0,
-        cache: bool = True,
-        max_audio_seconds: float | None = None,
-        face_model_path: str | None = None,
         regions_path: str | None = None,
-        lip_region: str = "lips",
-        upper_face_regions: list[str] = ["forehead", "eye_region"],  # noqa: B006 - jsonargparse needs a literal
         dataset_name: str = "vocaset",
+        **kwargs: Any,
     ) -> None:
         super().__init__(
             root=root,
             train_subjects=train_subjects,
             fps=fps,
-            sample_rate=sample_rate,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            cache=cache,
-            max_audio_seconds=max_audio_seconds,
-            face_model_path=face_model_path,
             # resolved here so that metrics.json names the file that was really used
             regions_path=regions_path or str(Path(root) / "FLAME_masks.pkl"),
-            lip_region=lip_region,
-            upper_face_regions=upper_face_regions,
             dataset_name=dataset_name,
+            **kwargs,
         )
         self.val_subjects = list(val_subjects)
         self.test_subjects = list(test_subjects)
