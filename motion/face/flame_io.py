@@ -2,21 +2,21 @@
 
 The official FLAME 2020 ``generic_model.pkl`` and FLAME 2023 ``flame2023.pkl`` are Python-2 era latin1 pickles whose
 arrays are wrapped in chumpy ``Ch`` objects and whose ``J_regressor`` is a scipy sparse matrix pickled by an old
-scipy. chumpy is unmaintained and does not install on modern Python, so this module unpickles with a custom
-``Unpickler`` that maps every ``chumpy.*`` class to a tiny stand-in. chumpy's ``Ch.__getstate__`` pickles the
-instance ``__dict__`` (minus its weak-reference caches); the wrapped value lives under the ``"x"`` key, which is
-what the stand-in keeps. Old scipy sparse matrices are rebuilt from their ``data``/``indices``/``indptr`` state so
-that they load whatever scipy version wrote them.
+scipy. chumpy is unmaintained and does not install on modern Python, and a pickle can name code to run, so every
+file here is read by :mod:`motion.face.pickles`: its restricted unpickler admits numpy, scipy-sparse and
+chumpy-shaped data only, maps every ``chumpy.*`` class to a stand-in that keeps the wrapped array (``"x"``), and
+rebuilds old scipy sparse matrices from their ``data``/``indices``/``indptr`` state so that they load whatever
+scipy version wrote them. A file that names any other global is refused with a :class:`FlameModelFormatError`.
 """
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from motion.face.pickles import UnsafePickleError, load_npy, load_pickle, refusal_message, to_plain
 from talk.errors import UserError
 
 __all__ = [
@@ -53,92 +53,12 @@ class FlameModelFormatError(UserError, ValueError):
     """Raised when a file exists but is not a FLAME model of the expected structure."""
 
 
-class _ChumpyStandIn:
-    """Receives the pickled state of any chumpy object; ``value`` is the wrapped array (``state["x"]``)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.state: dict[str, Any] = {}
-
-    def __setstate__(self, state: Any) -> None:
-        # chumpy pickles __dict__; tolerate the (state, slotstate) tuple form as well.
-        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[0], dict):
-            state = state[0]
-        self.state = state if isinstance(state, dict) else {"x": state}
-
-    @property
-    def value(self) -> np.ndarray:
-        if "x" not in self.state:
-            raise FlameModelFormatError(
-                "A chumpy object in the FLAME file has no stored value 'x' (it is a lazy chumpy expression, not "
-                "an array); re-export the model with plain arrays or use the official FLAME file."
-            )
-        return _to_plain(self.state["x"])
-
-
-class _SparseStandIn:
-    """Receives the pickled ``__dict__`` of a scipy sparse matrix written by any scipy version."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.state: dict[str, Any] = {}
-        self.fmt = "csc"
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state if isinstance(state, dict) else {}
-
-    def rebuild(self):  # noqa: ANN201 - a scipy.sparse matrix
-        import scipy.sparse as sp  # deferred: only FLAME files need it, and it costs start-up
-
-        st = self.state
-        shape = st.get("_shape", st.get("shape"))
-        fmt = st.get("format", self.fmt)
-        if fmt in ("csc", "csr") and {"data", "indices", "indptr"} <= st.keys():
-            cls = sp.csc_matrix if fmt == "csc" else sp.csr_matrix
-            return cls(
-                (np.asarray(st["data"]), np.asarray(st["indices"]), np.asarray(st["indptr"])), shape=shape
-            )
-        if fmt == "coo" and {"data", "row", "col"} <= st.keys():
-            return sp.coo_matrix(
-                (np.asarray(st["data"]), (np.asarray(st["row"]), np.asarray(st["col"]))), shape=shape
-            ).tocsc()
-        raise FlameModelFormatError(f"Unsupported pickled sparse matrix format {fmt!r} in the FLAME file.")
-
-
-def _sparse_factory(fmt: str) -> type:
-    return type(f"_Sparse_{fmt}", (_SparseStandIn,), {"fmt": fmt})
-
-
-def _to_plain(obj: Any) -> Any:
-    """Recursively replace stand-ins by numpy arrays / scipy sparse matrices."""
-    if isinstance(obj, _ChumpyStandIn):
-        return np.asarray(obj.value)
-    if isinstance(obj, _SparseStandIn):
-        return obj.rebuild()
-    if isinstance(obj, dict):
-        return {k: _to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to_plain(v) for v in obj]
-    return obj
-
-
-class _FlameUnpickler(pickle.Unpickler):
-    """Maps chumpy and legacy scipy.sparse classes to stand-ins; everything else resolves normally."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "chumpy" or module.startswith("chumpy."):
-            return _ChumpyStandIn
-        if module.startswith("scipy.sparse"):
-            for fmt in ("csc", "csr", "coo"):
-                if name == f"{fmt}_matrix" or name == f"{fmt}_array":
-                    return _sparse_factory(fmt)
-        if module.startswith("numpy.core"):
-            # numpy 2 renamed numpy.core to numpy._core; old pickles reference the former.
-            module = "numpy._core" + module[len("numpy.core") :]
-        return super().find_class(module, name)
-
-
-def _unpickle(path: Path) -> Any:
-    with open(path, "rb") as fh:
-        return _FlameUnpickler(fh, encoding="latin1").load()
+def _unpickle(p: Path, kind: str) -> Any:
+    """The file through the restricted unpickler, stand-ins replaced by arrays; a refused global is a one-liner."""
+    try:
+        return to_plain(load_npy(p) if p.suffix == ".npy" else load_pickle(p))
+    except UnsafePickleError as exc:
+        raise FlameModelFormatError(refusal_message(p, kind, exc)) from None
 
 
 def _check_exists(path: str | Path, what: str) -> Path:
@@ -166,17 +86,18 @@ def load_flame_model(path: str | Path) -> dict[str, Any]:
     """
     p = _check_exists(path, "FLAME model")
     try:
-        raw = _unpickle(p)
+        model = _unpickle(p, "FLAME model")
+    except FlameModelFormatError:
+        raise
     except Exception as exc:  # any unpickling failure is a format problem for the user
         raise FlameModelFormatError(
             f"Could not read FLAME model '{p}' as a FLAME pickle ({type(exc).__name__}: {exc}); pass the official "
             "generic_model.pkl / flame2023.pkl."
         ) from exc
-    if not isinstance(raw, dict):
+    if not isinstance(model, dict):
         raise FlameModelFormatError(
-            f"FLAME model '{p}' holds a {type(raw).__name__}, expected a dict of arrays."
+            f"FLAME model '{p}' holds a {type(model).__name__}, expected a dict of arrays."
         )
-    model = _to_plain(raw)
     missing = [k for k in FLAME_REQUIRED_KEYS if k not in model]
     if missing:
         raise FlameModelFormatError(
@@ -229,7 +150,9 @@ def load_flame_masks(path: str | Path) -> dict[str, np.ndarray]:
     """
     p = _check_exists(path, "FLAME masks")
     try:
-        raw = _to_plain(_unpickle(p))
+        raw = _unpickle(p, "FLAME masks")
+    except FlameModelFormatError:
+        raise
     except Exception as exc:
         raise FlameModelFormatError(
             f"Could not read FLAME masks '{p}' ({type(exc).__name__}: {exc}); pass FLAME_masks.pkl."
@@ -258,11 +181,11 @@ def load_landmark_embedding(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """
     p = _check_exists(path, "Landmark embedding")
     try:
-        if p.suffix == ".npy":
-            raw = np.load(p, allow_pickle=True, encoding="latin1")
-            raw = raw.item() if raw.dtype == object else raw
-        else:
-            raw = _to_plain(_unpickle(p))
+        raw = _unpickle(p, "landmark embedding")
+        if isinstance(raw, np.ndarray) and raw.dtype == object:
+            raw = to_plain(raw.item())  # DECA / FLAME_PyTorch: a 0-d object array holding the dict
+    except FlameModelFormatError:
+        raise
     except Exception as exc:
         raise FlameModelFormatError(f"Could not read landmark embedding '{p}' ({exc}).") from exc
     for fk, bk in (

@@ -6,7 +6,6 @@ region file means the same thing (and fails with the same message) whichever dat
 
 from __future__ import annotations
 
-import pickle
 import re
 from pathlib import Path
 
@@ -18,16 +17,22 @@ from talk.errors import DatasetError
 def load_templates(path: Path) -> dict[str, np.ndarray]:
     """Reads ``templates.pkl`` ({subject: [V, 3]}, written by Python 2 in the original release, hence latin1).
 
+    The pickle is read by the restricted unpickler of :mod:`motion.face.pickles` (numpy data only): a file that
+    names any other global is refused, and nothing it names runs.
+
     Returns:
         Subject -> float32 neutral mesh ``[V, 3]``.
     """
+    from motion.face.pickles import UnsafePickleError, load_pickle, refusal_message, to_plain
+
     if not path.is_file():
         raise DatasetError(
             f"templates file {path} not found; the processed layout needs <root>/templates.pkl."
         )
     try:
-        with open(path, "rb") as f:
-            templates = pickle.load(f, encoding="latin1")
+        templates = to_plain(load_pickle(path))
+    except UnsafePickleError as exc:
+        raise DatasetError(refusal_message(path, "templates", exc)) from None
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means the file is not a templates pickle
         raise DatasetError(
             f"{path} is not a readable templates pickle ({type(exc).__name__}: {exc})."

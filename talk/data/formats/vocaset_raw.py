@@ -8,8 +8,10 @@ Release files (DESIGN.md §5), read exactly as published::
     templates.pkl         {subject: [V, 3]}
 
 The pickles were written by Python 2, so they are read with ``encoding="latin1"`` (which is what turns Python 2
-``str`` keys into text and lets numpy rebuild the arrays' byte payloads). ``data_verts.npy`` is memory-mapped
-and only one sequence's rows are copied at a time, so the conversion needs memory for one sequence, not 7 GB.
+``str`` keys into text and lets numpy rebuild the arrays' byte payloads), and through the restricted unpickler of
+:mod:`motion.face.pickles`, which admits numpy data only: a pickle naming any other global is refused, unrun.
+``data_verts.npy`` is memory-mapped and only one sequence's rows are copied at a time, so the conversion needs
+memory for one sequence, not 7 GB.
 
 Output (what :class:`talk.data.formats.vocaset.VocasetDataModule` reads)::
 
@@ -88,15 +90,6 @@ class ConversionSummary:
 
 
 # ------------------------------------------------------------------------------------------------ release files
-class _Py2Unpickler(pickle.Unpickler):
-    """Unpickles Python 2 era numpy pickles; numpy 2 renamed ``numpy.core`` (the module they reference)."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "numpy.core" or module.startswith("numpy.core."):
-            module = "numpy._core" + module[len("numpy.core") :]
-        return super().find_class(module, name)
-
-
 def _text(key: Any) -> str:
     return key.decode("latin1") if isinstance(key, bytes) else str(key)
 
@@ -104,9 +97,12 @@ def _text(key: Any) -> str:
 def _load_pickle(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise VocasetConversionError(f"{path.name} not found in {path.parent}; {_RELEASE_HINT}.")
+    from motion.face.pickles import UnsafePickleError, load_pickle, refusal_message
+
     try:
-        with open(path, "rb") as f:
-            data = _Py2Unpickler(f, encoding="latin1").load()
+        data = load_pickle(path)
+    except UnsafePickleError as exc:
+        raise VocasetConversionError(refusal_message(path, "VOCASET", exc)) from None
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a damaged or foreign file
         raise VocasetConversionError(
             f"{path} is not a readable VOCASET pickle ({type(exc).__name__}: {exc}); download it again."
@@ -188,9 +184,10 @@ def _conflict(path: Path) -> VocasetConversionError:
 def _write_templates(path: Path, templates: dict[str, Any], subjects: Sequence[str], overwrite: bool) -> None:
     new = {s: np.asarray(templates[s]) for s in subjects if s in templates}
     if path.exists():
+        from motion.face.pickles import load_pickle
+
         try:
-            with open(path, "rb") as f:
-                loaded = _Py2Unpickler(f, encoding="latin1").load()
+            loaded = load_pickle(path)  # restricted: a refused file is unreadable, i.e. different content
             existing = {_text(k): np.asarray(v) for k, v in loaded.items()}
         except Exception:  # noqa: BLE001 - unreadable: treated as different content
             existing = None
