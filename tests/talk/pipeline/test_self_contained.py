@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import pickle
+
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+
+
+class _Planted:
+    """A crafted pickle: unpickling it would create ``marker``."""
+
+    def __init__(self, marker) -> None:  # noqa: ANN001
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        return (os.system, (f"touch {self.marker}",))
 
 
 def _wav(synth_root) -> torch.Tensor:  # noqa: ANN001
@@ -28,13 +41,16 @@ def test_a_flame_checkpoint_animates_from_anywhere_after_its_data_is_gone(
     synth_root.rename(hidden)
     try:
         elsewhere = tmp_path / "elsewhere"
-        elsewhere.mkdir()
+        planted = elsewhere / "data" / "synthetic" / "face_model.pkl"  # where the configs' relative path points
+        planted.parent.mkdir(parents=True)
+        planted.write_bytes(pickle.dumps(_Planted(tmp_path / "pwned"), protocol=2))
         monkeypatch.chdir(elsewhere)
         animate(wav, flame_lm_ckpt, tmp_path / "a.mp4", size=16, export_meshes=tmp_path / "m", mesh_format="npz")
     finally:
         hidden.rename(synth_root)
     rendered = np.load(tmp_path / "m" / "meshes.npz")["vertices"]
     np.testing.assert_array_equal(rendered, expected.numpy())
+    assert not (tmp_path / "pwned").exists()  # the planted pickle was never opened
 
 
 def test_a_file_naming_its_flame_model_is_refused_then_converted(flame_lm_ckpt, synth_root, tmp_path):
