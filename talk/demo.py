@@ -78,8 +78,19 @@ def main(argv: list[str] | None = None) -> None:
     held_out = DATA / "wav" / f"{test_subject}_sentence{first:02d}.wav"
     videos = [OUT / f"synthetic_{held_out.stem}.mp4", OUT / f"human_{SPEECH.stem}.mp4"]
     _run(["animate", "--audio", str(held_out), "--checkpoint", str(best), "--output", str(videos[0]),
-          "--subject", test_subject])  # fmt: skip
-    _run(["animate", "--audio", str(SPEECH), "--checkpoint", str(best), "--output", str(videos[1])])
+          "--subject", test_subject, "--overwrite"])  # fmt: skip
+    _run(
+        [
+            "animate",
+            "--audio",
+            str(SPEECH),
+            "--checkpoint",
+            str(best),
+            "--output",
+            str(videos[1]),
+            "--overwrite",
+        ]
+    )
     if model == "flagship":
         videos.append(OUT / f"human_{SPEECH.stem}_streamed.mp4")
         _run(
@@ -92,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
                 "--output",
                 str(videos[2]),
                 "--stream",
+                "--overwrite",
             ]
         )
 

@@ -33,7 +33,8 @@ def animate(
         audio: Input speech (wav, flac, ogg, mp3; any rate, any channels).
         checkpoint: Checkpoint written by `talk fit`, or a file written by `talk export`.
         output: Output .mp4.
-        subject: Subject whose template and style drive the face (default: the first training subject).
+        subject: Subject whose template and style drive the face (default: the subject named in the
+            --ground-truth file's name, else the first training subject).
         size: Frame width and height in pixels.
         view: Camera view.
         device: Torch device of the model.
@@ -48,7 +49,8 @@ def animate(
             prediction | ground truth | error map, and the LVE-mm is printed.
         ground_truth_fps: Frame rate of --ground-truth (default: the model's); 60 fps VOCASET files are
             subsampled to the model's rate.
-        overwrite: Replace existing exported meshes.
+        overwrite: Replace an existing output video and exported meshes (without it, both are refused before
+            anything runs).
         background: Background colour R,G,B in [0, 1] (1,1,1: white).
     """
     from talk.errors import UserError
@@ -68,17 +70,18 @@ def animate(
 
     from render import TorchRasterizer
     from talk.pipeline.animate import animate as animate_model
-    from talk.pipeline.animate import check_output
     from talk.pipeline.load import from_checkpoint
 
-    check_output(output)  # before the model is loaded, so a bad path costs nothing
-    if not Path(audio).is_file():
-        raise UserError(f"audio file {audio} not found.")
+    # every path is checked before the model is loaded, so a mistake costs nothing and never half-writes outputs
+    _check_paths(Path(audio), Path(output), export_meshes, ground_truth, overwrite)
     model = from_checkpoint(checkpoint, device)
     if seed is not None:
         model.sampling = dataclasses.replace(model.sampling, seed=seed)
     truth = None
     if ground_truth is not None:
+        if subject is None:
+            subject = _subject_of(Path(ground_truth), sorted(model.require_assets().templates))
+            print(f"subject: {subject} (from the --ground-truth file name)")
         num_vertices = model.require_assets().template(subject).shape[0]
         truth = _load_ground_truth(ground_truth, num_vertices, model.fps, ground_truth_fps)
     result = animate_model(
@@ -111,6 +114,51 @@ def animate(
         print(f"LVE-mm against the ground truth: {result.lve_mm:.3f} mm")
 
 
+def _check_paths(audio: Path, output: Path, meshes: Path | None, truth: Path | None, overwrite: bool) -> None:
+    """One-line errors for inputs that do not exist and outputs that cannot or may not be written."""
+    from talk.errors import UserError
+    from talk.pipeline.animate import check_output
+
+    check_output(output)  # a directory, a path under a file, an unwritable folder
+    if output.exists() and not overwrite:
+        raise UserError(f"output {output} exists; pass --overwrite to replace it.")
+    if meshes is not None:
+        meshes = Path(meshes)
+        if meshes.exists() and not meshes.is_dir():
+            raise UserError(f"--export-meshes {meshes} is a file; name a folder for the meshes.")
+        written = [*meshes.glob("frame_*.obj"), *meshes.glob("frame_*.ply"), *meshes.glob("meshes.npz")]
+        if written and not overwrite:  # what render.export_meshes would refuse after the whole animation
+            raise UserError(
+                f"--export-meshes {meshes} already holds meshes; pass --overwrite to replace them or name an "
+                "empty folder."
+            )
+    if audio.is_dir():
+        raise UserError(f"--audio {audio} is a directory; name an audio file (.wav, .flac, .mp3, ...).")
+    if not audio.is_file():
+        raise UserError(f"audio file {audio} not found.")
+    if truth is not None and not Path(truth).is_file():
+        raise UserError(f"ground-truth file {truth} not found.")
+
+
+def _subject_of(truth: Path, subjects: list[str]) -> str:
+    """The subject a ground-truth file belongs to: the only one of ``subjects`` its name contains as a whole word
+    (``SYN_09_F_sentence01.npy`` -> ``SYN_09_F``; ``F1`` is not found in ``F10_e01``)."""
+    import re
+
+    from talk.errors import UserError
+
+    found = [s for s in subjects if re.search(rf"(?<![A-Za-z0-9]){re.escape(s)}(?![A-Za-z0-9])", truth.stem)]
+    # of nested names (SYN_01 in SYN_01_F) the longest wins
+    found = [s for s in found if not any(s != other and s in other for other in found)]
+    if len(subjects) == 1:
+        return subjects[0]
+    if len(found) == 1:
+        return found[0]
+    raise UserError(
+        f"--ground-truth {truth}: name its subject with --subject (one of {', '.join(subjects)})."
+    )
+
+
 def _load_ground_truth(path: Path, num_vertices: int, fps: float, source_fps: float | None):  # noqa: ANN202
     """Ground-truth vertices ``[T, V, 3]`` at the model's frame rate from a VOCASET-layout ``.npy``."""
     import numpy as np
@@ -135,4 +183,5 @@ def _load_ground_truth(path: Path, num_vertices: int, fps: float, source_fps: fl
         )
     if source_fps is not None and not source_fps > 0:
         raise UserError(f"--ground-truth-fps {source_fps} must be a positive frame rate.")
-    return torch.from_numpy(np.asarray(resample_frames(array, source_fps or fps, fps), dtype=np.float32))
+    # a copy: the memory-mapped file is read-only, which torch warns about
+    return torch.from_numpy(np.array(resample_frames(array, source_fps or fps, fps), dtype=np.float32))

@@ -5,8 +5,9 @@ shares, read automatically), the files given with ``-c`` (model, data and what d
 
 Every output of a run goes under its run directory, ``trainer.default_root_dir``: logger ``save_dir`` and
 ``ModelCheckpoint.dirpath`` left empty are filled from it (:func:`resolve_run_dir`), ``talk test`` writes
-``metrics.json`` there, and ``ComparisonVideos`` writes ``videos/`` there. Two runs with different run directories
-never touch each other's files.
+``metrics.json`` there, ``talk predict`` writes ``predictions/`` there (the test split's sequences), and
+``ComparisonVideos`` writes ``videos/`` there. Two runs with different run directories never touch each other's
+files.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from talk.cli.signature import OneLineErrors
 from talk.errors import UserError
 from talk.files import atomic_write, write_text_atomic
 from talk.report import print_metrics_table
@@ -98,8 +100,9 @@ def _is_model_checkpoint(class_path: str) -> bool:
     return isinstance(cls, type) and issubclass(cls, ModelCheckpoint)
 
 
-class TalkArgumentParser(LightningArgumentParser):
-    """talk's parser: validates and prints (``--print_config``) a config with its run directory filled in.
+class TalkArgumentParser(OneLineErrors, LightningArgumentParser):
+    """talk's parser: validates and prints (``--print_config``) a config with its run directory filled in, and
+    reports a config mistake in one line (:class:`~talk.cli.signature.OneLineErrors`).
 
     A logger's ``save_dir`` may be left out of a config (``CSVLogger`` requires one): what is checked and shown is
     the config as it will run, with :func:`resolve_run_dir` applied, so ``--print_config`` shows the run's real
@@ -124,6 +127,27 @@ class TalkCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for name in ("motion_dim", "num_styles", "fps"):
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
+
+    def _prepare_subcommand_parser(
+        self, klass: type, subcommand: str, **kwargs: Any
+    ) -> LightningArgumentParser:
+        """``talk predict`` writes its predictions (:class:`~talk.training.prediction.PredictionWriter`, options
+        ``--predictions.*``) instead of holding them in memory (``return_predictions`` false)."""
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "predict":
+            from talk.training.prediction import PredictionWriter
+
+            parser.add_lightning_class_args(PredictionWriter, "predictions")
+            parser.set_defaults(return_predictions=False)
+        return parser
+
+    def after_predict(self) -> None:
+        from talk.training.prediction import PredictionWriter
+
+        writers = [c for c in self.trainer.callbacks if isinstance(c, PredictionWriter)]
+        if self.trainer.is_global_zero:  # with several processes, each wrote its own sequences
+            for writer in writers:
+                print(writer.summary() if self.trainer.world_size == 1 else f"predictions: {writer.path}")
 
     def before_instantiate_classes(self) -> None:
         """The run's outputs go under ``trainer.default_root_dir`` (see :func:`resolve_run_dir`)."""
@@ -275,6 +299,12 @@ def run_lightning_cli(args: list[str] | None = None, cli_class: type[TalkCLI] | 
         sys.argv = ["talk", *args]  # LightningCLI reads sys.argv; keeps its error messages naming `talk`
     # per subcommand (the root parser has no trainer); escaped, since the entries are glob patterns
     default_trainer = {"default_config_files": [glob.escape(str(DEFAULT_TRAINER_CONFIG))]}
+    subcommands = {name: dict(default_trainer) for name in SUBCOMMANDS}
+    subcommands["predict"]["description"] = (
+        "Predict the vertices of every sequence of the data's test split and write them to "
+        "<run dir>/predictions/<name>.npz (vertices [T, V, 3] float32, fps); --predictions.meshes obj|ply also "
+        "writes the meshes of each sequence to <run dir>/predictions/<name>/."
+    )
     (cli_class or TalkCLI)(
         TalkModule,
         TalkDataModule,
@@ -282,5 +312,5 @@ def run_lightning_cli(args: list[str] | None = None, cli_class: type[TalkCLI] | 
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},
         parser_class=TalkArgumentParser,
-        parser_kwargs={"prog": "talk", **{name: dict(default_trainer) for name in SUBCOMMANDS}},
+        parser_kwargs={"prog": "talk", **subcommands},
     )

@@ -11,11 +11,13 @@ import argparse
 import os
 import sys
 import warnings
+from collections.abc import Callable
 
 from talk.cli.signature import run_function
 from talk.errors import UserError
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+TALK_PACKAGES = ("audio", "motion", "render", "talk")  # whose warnings are printed in one line
 
 USAGE = """usage: talk <command> [options]
 
@@ -117,7 +119,26 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE)
         return
     command, rest = argv[0], argv[1:]
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    with warnings.catch_warnings():  # restored on return: main() may run inside another program (tests)
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.showwarning = _one_line_warnings(command, warnings.showwarning)
+        _run(command, rest)
+
+
+def _one_line_warnings(command: str, show: Callable[..., None]) -> Callable[..., None]:
+    """``warnings.showwarning`` that prints talk's own warnings (suspicious input: clipped or silent audio, ...) as
+    ``talk <command>: warning: <message>``, without the file, line and source that Python adds; it leaves the
+    warnings of other libraries to ``show``."""
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+        if category.__module__.partition(".")[0] not in TALK_PACKAGES:
+            return show(message, category, filename, lineno, file, line)
+        print(f"talk {command}: warning: {message}", file=file or sys.stderr)
+
+    return show_warning
+
+
+def _run(command: str, rest: list[str]) -> None:
     try:
         if command in LIGHTNING_SUBCOMMANDS:
             from talk.cli.lightning_cli import run_lightning_cli

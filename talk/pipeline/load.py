@@ -43,9 +43,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # noqa: BLE001 - any failure to unpickle safely means it is not a talk checkpoint
-        kind = type(exc).__name__
+        kind = type(exc).__name__  # torch's own message advises unsafe loading: not repeated
         raise CheckpointError(
-            f"{path} is not a readable talk checkpoint ({kind}); it may be truncated."
+            f"{path} is not a readable talk checkpoint ({kind}); it may be truncated or not a checkpoint: pass a "
+            "checkpoint written by `talk fit` (<run dir>/checkpoints/best.ckpt) or a file written by `talk export`."
         ) from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path} is not a talk checkpoint (it holds a {type(ckpt).__name__}).")

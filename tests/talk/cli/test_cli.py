@@ -216,9 +216,10 @@ def test_animate_against_ground_truth_writes_a_comparison_video(trained, synth_r
     mesh = trimesh.load(frames[0], process=False)
     assert mesh.vertices.shape[0] == np.load(truth).shape[1] // 3
     again = talk("animate", "--audio", str(wav), "--checkpoint", str(ckpt_dir(run) / "last.ckpt"), "--output",
-                 str(out), "--size", "64", "--export-meshes", str(tmp_path / "m"), cwd=tmp_path, check=False)  # fmt: skip
+                 str(tmp_path / "again.mp4"), "--size", "64", "--export-meshes", str(tmp_path / "m"), cwd=tmp_path,
+                 check=False)  # fmt: skip
     assert (
-        again.returncode == 1 and "Traceback" not in again.stderr
+        again.returncode == 1 and "Traceback" not in again.stderr and "--overwrite" in again.stderr
     )  # existing meshes are never overwritten silently
 
 
