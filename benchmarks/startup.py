@@ -145,7 +145,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="talk-startup-bench-") as tmp:
         wav = write_wav(Path(tmp) / "speech.wav")
         argv = ["animate", "--audio", str(wav), "--checkpoint", str(args.checkpoint.resolve())]
-        argv += ["--output", str(Path(tmp) / "out.mp4"), "--size", str(args.size)]
+        argv += ["--output", str(Path(tmp) / "out.mp4"), "--size", str(args.size), "--overwrite"]
         heavy_row("talk animate (full run)", ["-c", CLI_MODULES.format(argv=argv) + heavy])
         print("--- full run (process wall time)")
         row(f"talk animate 3 s @ {args.size}px", args.repeats, ["-m", "talk.cli.main", *argv])
