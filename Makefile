@@ -12,9 +12,12 @@ TORCH_SPEC ?= torch==2.13.0
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
+# The last pip line fetches MediaPipe's face model files for talk.track (Apache-2.0) with --no-deps: the wheel pins
+# numpy<2 and protobuf<5, and talk only reads two .tflite files from it, never importing mediapipe.
 $(STAMP): $(PY) pyproject.toml
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --disable-pip-version-check "$(TORCH_SPEC)"
 	$(PY) -m pip install --disable-pip-version-check -e ".[dev]"
+	$(PY) -m pip install --disable-pip-version-check --no-deps mediapipe==0.10.21
 	@touch $(STAMP)
 
 setup: $(STAMP)

@@ -1,0 +1,40 @@
+"""Face tracking from photos: face detection and MediaPipe's 468 FaceMesh landmarks, in pure torch.
+
+    from talk.track import detect_landmarks
+    face = detect_landmarks("portrait.jpg")   # FaceLandmarks: points [468, 3] in image pixels, box, score
+
+The pretrained models are MediaPipe's (Apache-2.0), taken from the official wheel installed for its files only;
+install with ``pip install "talk[track]"`` and ``pip install --no-deps mediapipe==0.10.21`` (``make setup`` does
+both). Nothing here imports Lightning or mediapipe itself.
+"""
+
+from talk.track.detect import (
+    FaceDetections,
+    FaceDetector,
+    FaceLandmarker,
+    FaceLandmarks,
+    FaceTooSmallError,
+    LandmarkBatch,
+    NoFaceError,
+    detect_landmarks,
+)
+from talk.track.image import ImageReadError, read_image
+from talk.track.model_files import TrackModelError
+from talk.track.tflite_torch import TFLiteGraph, TFLiteGraphError, TrackDependencyError
+
+__all__ = [
+    "FaceDetections",
+    "FaceDetector",
+    "FaceLandmarker",
+    "FaceLandmarks",
+    "FaceTooSmallError",
+    "ImageReadError",
+    "LandmarkBatch",
+    "NoFaceError",
+    "TFLiteGraph",
+    "TFLiteGraphError",
+    "TrackDependencyError",
+    "TrackModelError",
+    "detect_landmarks",
+    "read_image",
+]
