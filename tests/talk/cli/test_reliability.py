@@ -148,3 +148,45 @@ def test_ground_truth_subject_is_a_whole_word_of_the_file_name():
     for ambiguous in ("F1_vs_M1.npy", "e01.npy"):
         with pytest.raises(UserError, match="name its subject with --subject"):
             _subject_of(Path(ambiguous), biwi)
+
+
+class _Crafted:
+    """A pickle that would create ``marker`` when loaded without ``weights_only``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("command", ["test", "animate"])
+def test_a_crafted_checkpoint_is_refused_without_running(command, synth_root, tmp_path, monkeypatch, capsys):
+    import torch
+
+    crafted = tmp_path / "crafted.ckpt"
+    torch.save({"state_dict": _Crafted(tmp_path / "pwned"), "hyper_parameters": {}}, crafted)
+    if command == "test":
+        args = [
+            "test",
+            "-c",
+            str(FACEFORMER),
+            *small_overrides(synth_root, tmp_path),
+            f"--ckpt_path={crafted}",
+        ]
+    else:
+        wav = synth_root / "wav" / "SYN_10_M_sentence01.wav"
+        args = [
+            "animate",
+            "--audio",
+            str(wav),
+            "--checkpoint",
+            str(crafted),
+            "--output",
+            str(tmp_path / "a.mp4"),
+        ]
+    code, _, err = _talk(monkeypatch, capsys, *args)
+    assert code != 0 and "crafted.ckpt" in err and len(err.strip().splitlines()) <= 2
+    assert not (tmp_path / "pwned").exists()
