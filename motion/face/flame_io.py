@@ -25,6 +25,8 @@ __all__ = [
     "FlameModelFormatError",
     "load_flame_model",
     "load_flame_masks",
+    "load_landmark_embedding",
+    "load_mediapipe_embedding",
 ]
 
 FLAME_REQUIRED_KEYS: tuple[str, ...] = (
@@ -180,6 +182,8 @@ def load_landmark_embedding(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         ``(face_idx [L] int64, bary [L,3] float)``.
     """
     p = _check_exists(path, "Landmark embedding")
+    if p.suffix == ".npz":
+        return load_mediapipe_embedding(p)[:2]
     try:
         raw = _unpickle(p, "landmark embedding")
         if isinstance(raw, np.ndarray) and raw.dtype == object:
@@ -201,3 +205,40 @@ def load_landmark_embedding(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         f"Landmark embedding '{p}' has none of the key pairs lmk_face_idx/lmk_b_coords or "
         "static_lmk_faces_idx/static_lmk_bary_coords."
     )
+
+
+def load_mediapipe_embedding(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Load a MediaPipe FaceMesh landmark embedding in FLAME's ``mediapipe_landmark_embedding.npz`` format.
+
+    FLAME's file covers 105 of FaceMesh's 468 points; the procedural head's
+    (``motion.face.procedural.face.mediapipe_embedding_path()``) covers all 468. Read without pickle.
+
+    Args:
+        path: ``.npz`` with ``lmk_face_idx [L]``, ``lmk_b_coords [L,3]`` and ``landmark_indices [L]`` (FaceMesh
+            index of each row, 0-467).
+
+    Returns:
+        ``(face_idx [L] int64, bary [L,3] float64, landmark_indices [L] int64)``.
+    """
+    p = _check_exists(path, "MediaPipe landmark embedding")
+    try:
+        with np.load(p, allow_pickle=False) as npz:
+            arrays = {k: np.asarray(npz[k]) for k in ("lmk_face_idx", "lmk_b_coords", "landmark_indices")}
+    except KeyError as exc:
+        raise FlameModelFormatError(
+            f"MediaPipe landmark embedding '{p}' lacks {exc}; expected lmk_face_idx, lmk_b_coords and "
+            "landmark_indices as in FLAME's mediapipe_landmark_embedding.npz."
+        ) from None
+    except Exception as exc:
+        raise FlameModelFormatError(
+            f"Could not read MediaPipe landmark embedding '{p}' as an .npz file ({type(exc).__name__}: {exc})."
+        ) from None
+    fi = arrays["lmk_face_idx"].astype(np.int64).reshape(-1)
+    bc = arrays["lmk_b_coords"].astype(np.float64).reshape(-1, 3)
+    li = arrays["landmark_indices"].astype(np.int64).reshape(-1)
+    if not len(fi) == len(bc) == len(li) or (li.size and (li.min() < 0 or li.max() >= 468)):
+        raise FlameModelFormatError(
+            f"MediaPipe landmark embedding '{p}' has {len(fi)} triangles, {len(bc)} barycentrics and {len(li)} "
+            "landmark indices (expected equal counts and indices in 0-467)."
+        )
+    return fi, bc, li

@@ -2,6 +2,7 @@
 
     from talk.track import detect_landmarks
     face = detect_landmarks("portrait.jpg")   # FaceLandmarks: points [468, 3] in image pixels, box, score
+    fit = fit_image(face, flame)              # FitResult: FLAMEParams, camera, vertices, residuals (talk.track.fit)
 
 The pretrained models are MediaPipe's (Apache-2.0), taken from the official wheel installed for its files only;
 install with ``pip install "talk[track]"`` and ``pip install --no-deps mediapipe==0.10.21`` (``make setup`` does
@@ -18,11 +19,19 @@ from talk.track.detect import (
     NoFaceError,
     detect_landmarks,
 )
+from talk.track.embedding import Embedding, build_procedural_embedding, save_embedding
+from talk.track.fit import FitError, FitResult, fit_image
 from talk.track.image import ImageReadError, read_image
 from talk.track.model_files import TrackModelError
 from talk.track.tflite_torch import TFLiteGraph, TFLiteGraphError, TrackDependencyError
 
 __all__ = [
+    "Embedding",
+    "FitError",
+    "FitResult",
+    "build_procedural_embedding",
+    "fit_image",
+    "save_embedding",
     "FaceDetections",
     "FaceDetector",
     "FaceLandmarker",

@@ -30,6 +30,7 @@ __all__ = [
     "ProceduralFace",
     "ProceduralFacePaths",
     "build_procedural_face",
+    "mediapipe_embedding_path",
     "write_procedural_face",
 ]
 
@@ -50,6 +51,7 @@ EXPRESSION_NAMES: tuple[str, ...] = (
 MODEL_FILENAME = "face_model.pkl"
 MASKS_FILENAME = "FLAME_masks.pkl"
 LANDMARKS_FILENAME = "landmark_embedding.pkl"
+MEDIAPIPE_FILENAME = "mediapipe_embedding.npz"
 
 
 @dataclass(frozen=True)
@@ -188,3 +190,14 @@ def write_procedural_face(out_dir: str | Path, seed: int = 0) -> ProceduralFaceP
     lmk["names"] = [str(n) for n in face.landmarks["names"]]
     write_atomic(paths.landmarks, lambda fh: pickle.dump(lmk, fh, protocol=2))
     return paths
+
+
+def mediapipe_embedding_path() -> Path:
+    """The shipped MediaPipe FaceMesh embedding of the procedural head (all 468 landmarks, seed-independent).
+
+    FLAME's ``mediapipe_landmark_embedding.npz`` format (``lmk_face_idx``, ``lmk_b_coords``, ``landmark_indices``,
+    plus a ``source`` note), so ``FLAME(model_path, landmark_embedding_path=mediapipe_embedding_path())`` gives the
+    468 detector points as ``FaceModelOutput.landmarks``; ``motion.face.flame_io.load_mediapipe_embedding`` reads
+    it. Built by ``talk.track.embedding.build_procedural_embedding`` from the detector on renders of the template.
+    """
+    return Path(__file__).with_name(MEDIAPIPE_FILENAME)

@@ -1,0 +1,281 @@
+"""Fit a FLAME-format face model to MediaPipe FaceMesh landmarks of one photo.
+
+    from motion.face.flame import FLAME
+    from motion.face.procedural.face import mediapipe_embedding_path
+    from talk.track.fit import fit_image
+    model = FLAME("face_model.pkl", n_shape=40, n_expression=11, landmark_embedding_path=str(mediapipe_embedding_path()))
+    result = fit_image("portrait.jpg", model)      # FitResult: params, camera, vertices, residuals
+
+The camera is a pinhole at the origin looking down -z (``render.Camera`` with ``R = I``, ``T = 0``), focal length
+fixed (by default 1.2 times the image's long side, about a 45 degree field of view). The head is posed by the
+model's global rotation and translation. Two stages, both L-BFGS in float64 on the CPU (deterministic): the rigid
+pose from a few stable points (eye corners, nose, mouth corners, chin), initialised from the eye-corner distance;
+then everything (pose, translation, shape, expression, jaw) on every covered landmark, with L2 priors on shape,
+expression and jaw. Residuals are measured in units of the outer-eye-corner distance (FaceMesh 33 and 263), so the
+prior weights do not depend on the image size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from motion.face.flame import FLAME, FLAMEParams, lbs
+from render import Camera
+from talk.errors import UserError
+from talk.track.embedding import surface_points
+
+__all__ = ["FitError", "FitResult", "fit_image"]
+
+EYE_OUTER = (33, 263)  # subject's right and left outer eye corners
+# eye corners, nose tip and bridge, mouth corners, chin, forehead
+STABLE = (33, 133, 362, 263, 1, 168, 61, 291, 152, 10)  # fmt: skip
+
+
+class FitError(UserError, ValueError):
+    """The face model or the landmarks cannot be fitted (no embedding, too few covered landmarks)."""
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """A fitted face.
+
+    Attributes:
+        params: Fitted ``FLAMEParams`` (B = T = 1): shape [1, S], expression [1, 1, E], jaw_pose, global_pose and
+            translation [1, 1, 3]; neck and eyes are left at zero.
+        camera: The pinhole camera (R = I, T = 0, fixed focal) the landmarks were fitted through.
+        vertices: [V, 3] fitted mesh in camera-aligned world coordinates (metres).
+        landmarks: [L, 2] projected model landmarks (x, y px), for the FaceMesh points in ``landmark_indices``.
+        targets: [L, 2] the detector's points they were fitted to.
+        landmark_indices: [L] FaceMesh index of each row.
+        residual_px: [L] per-landmark distance between projection and target, pixels.
+        mean_residual_px: Mean of ``residual_px``.
+        eye_distance_px: Distance of the target outer eye corners (FaceMesh 33 and 263), pixels.
+        normalized_residual: ``mean_residual_px / eye_distance_px``.
+    """
+
+    params: FLAMEParams
+    camera: Camera
+    vertices: Tensor
+    landmarks: np.ndarray
+    targets: np.ndarray
+    landmark_indices: np.ndarray
+    residual_px: np.ndarray
+    mean_residual_px: float
+    eye_distance_px: float
+    normalized_residual: float
+
+
+class _LandmarkRig:
+    """The model restricted to the vertices of its landmark triangles, for fast fitting (same LBS, same numbers).
+
+    FLAME poses every vertex; the fit needs only the few hundred under the landmarks. Joints are linear in the
+    blendshape coefficients, so they are precomputed as a basis and appended to the kept vertices as extra rows
+    that ``lbs``'s joint regressor simply selects: ``lbs`` then runs unchanged on V' = kept + J rows.
+    """
+
+    def __init__(self, model: FLAME) -> None:
+        f64 = torch.float64
+        tri = model.faces[model.lmk_faces_idx]  # [L, 3]
+        keep, local = torch.unique(tri.reshape(-1), return_inverse=True)
+        self.tri = local.reshape(tri.shape)
+        self.bary = model.lmk_bary_coords.to(f64)
+        n_v, n_k, n_j = model.num_vertices, len(keep), model.n_joints
+        dirs = model.shapedirs.to(f64).reshape(-1, n_v, 3)  # [S, V, 3]
+        jreg = model.J_regressor.to(f64)
+        self.template = torch.cat([model.v_template.to(f64)[keep], jreg @ model.v_template.to(f64)])
+        self.dirs = torch.cat([dirs[:, keep], torch.einsum("jv,svc->sjc", jreg, dirs)], 1).reshape(
+            len(dirs), -1
+        )
+        self.n_shape, self.n_expression = model.n_shape, model.n_expression
+        posedirs = model.posedirs.to(f64).reshape(-1, n_v, 3)[:, keep]
+        self.posedirs = torch.cat([posedirs, posedirs.new_zeros(len(posedirs), n_j, 3)], 1).reshape(
+            len(posedirs), -1
+        )
+        self.jreg = torch.cat([torch.zeros(n_j, n_k, dtype=f64), torch.eye(n_j, dtype=f64)], 1)
+        self.weights = torch.cat([model.lbs_weights.to(f64)[keep], torch.eye(n_j, dtype=f64)])
+        self.parents = model.parents
+        self.n_keep = n_k
+
+    def landmarks(self, shape: Tensor, expr: Tensor, jaw: Tensor, rot: Tensor, trans: Tensor) -> Tensor:
+        """[L, 3] landmarks for shape [1, S], expression [1, 1, E] and jaw, rotation, translation [1, 1, 3]."""
+        coeff = torch.cat([shape.reshape(-1), expr.reshape(-1)])
+        dirs = torch.cat(
+            [self.dirs[: shape.shape[-1]], self.dirs[self.n_shape : self.n_shape + expr.shape[-1]]]
+        )
+        v_shaped = (self.template.reshape(-1) + coeff @ dirs).reshape(1, -1, 3)
+        zero = rot.new_zeros(1, 1, 3)
+        pose = torch.cat([rot, zero, jaw, zero, zero], 1).reshape(1, -1, 3)
+        verts, _ = lbs(v_shaped, pose, self.posedirs, self.jreg, self.parents, self.weights)
+        tri = verts[0, : self.n_keep][self.tri]  # [L, 3, 3]
+        return (tri * self.bary[:, :, None]).sum(-2) + trans.reshape(1, 3)
+
+
+def _targets(image_or_landmarks: object) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """[468, 2] detector points and the image size (H, W) when known."""
+    from talk.track.detect import FaceLandmarks, detect_landmarks
+
+    if isinstance(image_or_landmarks, FaceLandmarks):
+        return image_or_landmarks.points[:, :2].astype(np.float64), image_or_landmarks.image_size
+    if isinstance(image_or_landmarks, np.ndarray | Tensor) and image_or_landmarks.ndim == 2:
+        if tuple(image_or_landmarks.shape) not in ((468, 2), (468, 3)):
+            raise FitError(
+                f"fit_image: landmarks must be the 468 FaceMesh points [468, 2 or 3], got "
+                f"{tuple(image_or_landmarks.shape)}."
+            )
+        return np.asarray(image_or_landmarks, dtype=np.float64)[:, :2], None
+    if isinstance(image_or_landmarks, str | Path | np.ndarray | Tensor):
+        face = detect_landmarks(image_or_landmarks)
+        return face.points[:, :2].astype(np.float64), face.image_size
+    raise FitError(
+        f"fit_image: expected an image (path or RGB array) or 468 landmarks, got {type(image_or_landmarks).__name__}."
+    )
+
+
+def fit_image(
+    image_or_landmarks: str | Path | np.ndarray | Tensor | object,
+    face_model: FLAME,
+    landmark_indices: np.ndarray | None = None,
+    image_size: tuple[int, int] | None = None,
+    focal: float | None = None,
+    shape_weight: float = 1e-4,
+    expression_weight: float = 1e-4,
+    jaw_weight: float = 1e-3,
+    rigid_iterations: int = 60,
+    iterations: int = 150,
+) -> FitResult:
+    """Fit shape, expression, jaw, head pose and translation to the 468 FaceMesh landmarks of one face.
+
+    Args:
+        image_or_landmarks: An image (path or RGB uint8 [H, W, 3]; :func:`~talk.track.detect_landmarks` runs on
+            it), a ``FaceLandmarks``, or an array [468, 2 or 3] of (x, y[, z]) pixels.
+        face_model: A ``FLAME`` with a MediaPipe landmark embedding (``landmark_embedding_path``), e.g. the
+            procedural head with ``mediapipe_embedding_path()`` or FLAME with its ``mediapipe_landmark_embedding.npz``.
+        landmark_indices: [L] FaceMesh index of each of the model's landmarks (FLAME's file: its
+            ``landmark_indices``); None = the model's landmarks are all 468 in order. Others are ignored.
+        image_size: ``(H, W)``; needed only for an array of landmarks (default: 512 x 512).
+        focal: Focal length in pixels; None = 1.2 times the image's long side.
+        shape_weight: L2 prior weight on the shape coefficients.
+        expression_weight: L2 prior weight on the expression coefficients.
+        jaw_weight: L2 prior weight on the jaw axis-angle (radians).
+        rigid_iterations: L-BFGS iterations of the rigid stage.
+        iterations: L-BFGS iterations of the full stage.
+
+    Returns:
+        The :class:`FitResult`.
+    """
+    if getattr(face_model, "lmk_faces_idx", None) is None:
+        raise FitError(
+            "fit_image: the face model has no landmark embedding; pass landmark_embedding_path to FLAME."
+        )
+    targets_all, detected_size = _targets(image_or_landmarks)
+    size = tuple(image_size or detected_size or (512, 512))
+    n_lmk = int(face_model.lmk_faces_idx.shape[0])
+    idx = np.arange(n_lmk) if landmark_indices is None else np.asarray(landmark_indices, np.int64).reshape(-1)
+    if len(idx) != n_lmk or idx.min() < 0 or idx.max() >= 468:
+        raise FitError(
+            f"fit_image: landmark_indices must give one FaceMesh index (0-467) per model landmark ({n_lmk}), "
+            f"got {len(idx)}."
+        )
+    stable = [i for i, k in enumerate(idx) if k in STABLE]
+    if n_lmk < 6:
+        raise FitError(f"fit_image: the embedding covers {n_lmk} FaceMesh points; at least 6 are needed.")
+    if len(stable) < 4:  # the rigid stage then starts from every covered point
+        stable = list(range(n_lmk))
+    f64 = torch.float64
+    target = torch.as_tensor(targets_all[idx], dtype=f64)
+    eye_px = float(np.linalg.norm(targets_all[EYE_OUTER[0]] - targets_all[EYE_OUTER[1]]))
+    if not eye_px > 1.0:
+        raise FitError(
+            f"fit_image: the outer eye corners are {eye_px:.1f} px apart; the landmarks are degenerate."
+        )
+    f = float(focal) if focal is not None else 1.2 * max(size)
+    camera = Camera(R=torch.eye(3, dtype=f64)[None], T=torch.zeros(1, 3, dtype=f64), focal=f, image_size=size)
+    cx, cy = camera.center
+
+    dtype, threads = face_model.v_template.dtype, torch.get_num_threads()
+    # A few hundred points: thread start-up costs more than it saves (10x slower on 2 busy cores), so one thread.
+    torch.set_num_threads(1)
+    # float64 for L-BFGS, in place (restored below): a copy would cost the buffers twice
+    model = face_model.double()
+    faces, fidx, bary = model.faces, model.lmk_faces_idx, model.lmk_bary_coords.double()
+    try:
+        shape = torch.zeros(1, model.n_shape, dtype=f64, requires_grad=True)
+        expr = torch.zeros(1, 1, model.n_expression, dtype=f64, requires_grad=True)
+        jaw = torch.zeros(1, 1, 3, dtype=f64, requires_grad=True)
+        rot = torch.zeros(1, 1, 3, dtype=f64, requires_grad=True)
+        # Initial depth from the eye-corner distance, then x, y so that the template's centroid hits the targets'.
+        rest = surface_points(model.v_template, faces, fidx, bary)
+        eyes = [int(np.nonzero(idx == k)[0][0]) for k in EYE_OUTER if k in idx]
+        eye_m = float((rest[eyes[0]] - rest[eyes[1]]).norm()) if len(eyes) == 2 else 0.09
+        depth = f * eye_m / eye_px
+        centre = target[stable].mean(0)
+        rest_c = rest[stable].mean(0)
+        tx = (float(centre[0]) - cx) * depth / f - float(rest_c[0])
+        ty = -(float(centre[1]) - cy) * depth / f - float(rest_c[1])
+        trans = torch.tensor([[[tx, ty, -depth - float(rest_c[2])]]], dtype=f64, requires_grad=True)
+
+        rig = _LandmarkRig(model)
+
+        def residual() -> Tensor:
+            uv = camera.project(rig.landmarks(shape, expr, jaw, rot, trans)[None])[0, :, :2]
+            return (uv - target) / eye_px
+
+        def run(variables: list[Tensor], rows: list[int] | slice, n_iter: int, prior: bool) -> None:
+            opt = torch.optim.LBFGS(
+                variables,
+                lr=1.0,
+                max_iter=n_iter,
+                tolerance_grad=1e-12,
+                tolerance_change=1e-14,
+                line_search_fn="strong_wolfe",
+            )
+
+            def closure() -> Tensor:
+                opt.zero_grad()
+                loss = residual()[rows].square().sum(-1).mean()
+                if prior:
+                    loss = (
+                        loss + shape_weight * shape.square().sum() + expression_weight * expr.square().sum()
+                    )
+                    loss = loss + jaw_weight * jaw.square().sum()
+                loss.backward()
+                return loss
+
+            opt.step(closure)
+
+        run([rot, trans], stable, rigid_iterations, prior=False)
+        run([rot, trans, shape, expr, jaw], slice(None), iterations, prior=True)
+        with torch.no_grad():
+            params = FLAMEParams(
+                shape=shape.detach().float(),
+                expression=expr.detach().float(),
+                jaw_pose=jaw.detach().float(),
+                global_pose=rot.detach().float(),
+                translation=trans.detach().float(),
+            )
+            verts = model(
+                FLAMEParams(shape=shape, expression=expr, jaw_pose=jaw, global_pose=rot, translation=trans)
+            )
+            vertices = verts.vertices[0, 0].float()
+            uv = camera.project(surface_points(verts.vertices[0, 0], faces, fidx, bary)[None])[0, :, :2]
+    finally:
+        face_model.to(dtype)
+        torch.set_num_threads(threads)
+    err = (uv - target).norm(dim=-1).numpy()
+    return FitResult(
+        params=params,
+        camera=Camera(R=camera.R.float(), T=camera.T.float(), focal=f, image_size=size),
+        vertices=vertices,
+        landmarks=uv.numpy(),
+        targets=target.numpy(),
+        landmark_indices=idx,
+        residual_px=err,
+        mean_residual_px=float(err.mean()),
+        eye_distance_px=eye_px,
+        normalized_residual=float(err.mean()) / eye_px,
+    )
