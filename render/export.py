@@ -11,22 +11,28 @@ Layout of ``out_dir``:
 
 Every file is written to a hidden temporary name in ``out_dir`` and renamed into place, so an interrupted export
 never leaves a truncated file under a final name. trimesh is imported lazily.
+
+:func:`export_meshes` writes a whole sequence; :class:`MeshSequenceWriter` writes the same files piece by piece, as
+frames are generated, so that a long animation is never held in memory at once.
 """
 
 from __future__ import annotations
 
-import io
 import re
+import shutil
+import tempfile
+import zipfile
 from pathlib import Path
+from types import TracebackType
 from typing import Literal
 
 import numpy as np
 from torch import Tensor
 
 from talk.errors import UserError
-from talk.files import write_bytes_atomic
+from talk.files import atomic_write, write_bytes_atomic
 
-__all__ = ["MeshExportError", "export_meshes", "NPZ_NAME"]
+__all__ = ["MeshExportError", "MeshSequenceWriter", "export_meshes", "NPZ_NAME"]
 
 NPZ_NAME = "meshes.npz"
 _FRAME = re.compile(r"^frame_\d{5,}\.(obj|ply)$")
@@ -66,6 +72,149 @@ def _mesh_bytes(vertices: np.ndarray, faces: np.ndarray, fmt: str) -> bytes:
     return trimesh.exchange.ply.export_ply(mesh, encoding="binary", include_attributes=False)
 
 
+def _check_vertices(vertices: Tensor | np.ndarray) -> np.ndarray:
+    """``[T, V, 3]`` (or one frame ``[V, 3]``) finite vertex positions as float32 ``[T, V, 3]``."""
+    verts = _as_numpy(vertices, "vertices")
+    if verts.ndim == 2:
+        verts = verts[None]
+    if verts.ndim != 3 or verts.shape[-1] != 3 or verts.shape[0] == 0 or verts.shape[1] == 0:
+        raise MeshExportError(
+            f"export_meshes: `vertices` must be [T,V,3] with T, V > 0, got shape {verts.shape}."
+        )
+    if not np.issubdtype(verts.dtype, np.number) or not np.isfinite(verts).all():
+        raise MeshExportError(
+            "export_meshes: `vertices` must be finite numbers (found NaN, inf or non-numbers)."
+        )
+    return verts.astype(np.float32)
+
+
+def _check_faces(faces: Tensor | np.ndarray) -> np.ndarray:
+    tris = _as_numpy(faces, "faces")
+    if tris.ndim != 2 or tris.shape[1] != 3 or not np.issubdtype(tris.dtype, np.integer):
+        raise MeshExportError(
+            f"export_meshes: `faces` must be an integer [F,3] array, got {tris.dtype} {tris.shape}."
+        )
+    return tris.astype(np.int64)
+
+
+def _check_face_range(tris: np.ndarray, num_vertices: int) -> None:
+    if tris.size and (tris.min() < 0 or tris.max() >= num_vertices):
+        raise MeshExportError(f"export_meshes: `faces` index vertices outside [0, {num_vertices}).")
+
+
+class MeshSequenceWriter:
+    """Writes a mesh sequence to ``out_dir`` piece by piece, in :func:`export_meshes`'s layout.
+
+    OBJ / PLY frames are written as their piece arrives. The npz's vertices go to an unnamed temporary file in
+    ``out_dir`` (disk, not memory) and become ``meshes.npz`` on :meth:`close`, atomically; a writer left with an
+    exception (as a context manager) writes no npz. Directory checks and the removal of a previous export happen
+    at construction, before any frame is generated.
+
+    Args:
+        faces: ``[F,3]`` integer vertex indices.
+        out_dir: output directory, created if missing.
+        fmt: ``"obj"`` or ``"ply"`` (one file per frame) or ``"npz"`` (one file).
+        fps: frame rate stored in the npz (ignored by OBJ / PLY).
+        overwrite: replace the files of a previous export in ``out_dir`` (see :func:`export_meshes`).
+
+    Raises:
+        MeshExportError: as :func:`export_meshes`.
+    """
+
+    def __init__(
+        self,
+        faces: Tensor | np.ndarray,
+        out_dir: str | Path,
+        fmt: Literal["obj", "ply", "npz"] = "obj",
+        fps: float | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        if fmt not in ("obj", "ply", "npz"):
+            raise MeshExportError(f"export_meshes: `fmt` must be 'obj', 'ply' or 'npz', got {fmt!r}.")
+        if fps is not None and not (np.isfinite(fps) and fps > 0):
+            raise MeshExportError(f"export_meshes: `fps` must be a positive number, got {fps}.")
+        self.faces = _check_faces(faces)
+        out = Path(out_dir)
+        if out.exists() and not out.is_dir():
+            raise MeshExportError(
+                f"export_meshes: {out} exists and is not a directory; pass a directory path."
+            )
+        existing = _existing_outputs(out)
+        if existing and not overwrite:
+            raise MeshExportError(
+                f"export_meshes: {out} already holds an export ({existing[0].name}, ...); pass overwrite=True "
+                "(--overwrite) to replace it or choose an empty directory."
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        for path in existing:
+            path.unlink()
+        self.out_dir, self.fmt, self.fps = out, fmt, fps
+        self.frames = 0
+        self.num_vertices: int | None = None
+        self.written: list[Path] = []
+        self._raw = (
+            tempfile.TemporaryFile(dir=out, prefix=".meshes.", suffix=".tmp") if fmt == "npz" else None
+        )
+
+    def write(self, vertices: Tensor | np.ndarray) -> None:
+        """Append frames ``[m, V, 3]`` (or one frame ``[V, 3]``)."""
+        verts = _check_vertices(vertices)
+        if self.num_vertices is None:
+            _check_face_range(self.faces, verts.shape[1])
+            self.num_vertices = verts.shape[1]
+        elif verts.shape[1] != self.num_vertices:
+            raise MeshExportError(
+                f"export_meshes: frames of {verts.shape[1]} vertices follow frames of {self.num_vertices}."
+            )
+        if self._raw is not None:
+            self._raw.write(np.ascontiguousarray(verts).tobytes())
+        else:
+            for frame in verts:
+                path = self.out_dir / f"frame_{self.frames:05d}.{self.fmt}"
+                write_bytes_atomic(path, _mesh_bytes(frame, self.faces, self.fmt))
+                self.written.append(path)
+                self.frames += 1
+            return
+        self.frames += verts.shape[0]
+
+    def close(self) -> list[Path]:
+        """Finish the export (the npz is written now); returns the written paths, in frame order."""
+        if self._raw is None:
+            return self.written
+        raw, self._raw = self._raw, None
+        with raw:
+            if not self.frames:
+                raise MeshExportError("export_meshes: no frames were written.")
+            path = self.out_dir / NPZ_NAME
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+                      "shape": (self.frames, self.num_vertices, 3)}  # fmt: skip
+            with atomic_write(path, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, True) as archive:
+                with archive.open("vertices.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array_header_1_0(member, header)
+                    raw.seek(0)
+                    shutil.copyfileobj(raw, member, 1 << 22)
+                arrays = {"faces": self.faces.astype(np.int32)}
+                if self.fps is not None:
+                    arrays["fps"] = np.asarray(np.float64(self.fps))
+                for name, array in arrays.items():
+                    with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                        np.lib.format.write_array(member, array, allow_pickle=False)
+        self.written = [path]
+        return self.written
+
+    def __enter__(self) -> MeshSequenceWriter:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if kind is None:
+            self.close()
+        elif self._raw is not None:
+            self._raw.close()
+            self._raw = None
+
+
 def export_meshes(
     vertices: Tensor | np.ndarray,
     faces: Tensor | np.ndarray,
@@ -95,52 +244,8 @@ def export_meshes(
         raise MeshExportError(f"export_meshes: `fmt` must be 'obj', 'ply' or 'npz', got {fmt!r}.")
     if fps is not None and not (np.isfinite(fps) and fps > 0):
         raise MeshExportError(f"export_meshes: `fps` must be a positive number, got {fps}.")
-    verts = _as_numpy(vertices, "vertices")
-    if verts.ndim == 2:
-        verts = verts[None]
-    if verts.ndim != 3 or verts.shape[-1] != 3 or verts.shape[0] == 0 or verts.shape[1] == 0:
-        raise MeshExportError(
-            f"export_meshes: `vertices` must be [T,V,3] with T, V > 0, got shape {verts.shape}."
-        )
-    if not np.issubdtype(verts.dtype, np.number) or not np.isfinite(verts).all():
-        raise MeshExportError(
-            "export_meshes: `vertices` must be finite numbers (found NaN, inf or non-numbers)."
-        )
-    tris = _as_numpy(faces, "faces")
-    if tris.ndim != 2 or tris.shape[1] != 3 or not np.issubdtype(tris.dtype, np.integer):
-        raise MeshExportError(
-            f"export_meshes: `faces` must be an integer [F,3] array, got {tris.dtype} {tris.shape}."
-        )
-    if tris.size and (tris.min() < 0 or tris.max() >= verts.shape[1]):
-        raise MeshExportError(f"export_meshes: `faces` index vertices outside [0, {verts.shape[1]}).")
-
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise MeshExportError(f"export_meshes: {out} exists and is not a directory; pass a directory path.")
-    existing = _existing_outputs(out)
-    if existing and not overwrite:
-        raise MeshExportError(
-            f"export_meshes: {out} already holds an export ({existing[0].name}, ...); pass overwrite=True "
-            "(--overwrite) to replace it or choose an empty directory."
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    for path in existing:
-        path.unlink()
-
-    verts32 = verts.astype(np.float32)
-    tris = tris.astype(np.int64)
-    if fmt == "npz":
-        payload = {"vertices": verts32, "faces": tris.astype(np.int32)}
-        if fps is not None:
-            payload["fps"] = np.float64(fps)
-        buffer = io.BytesIO()
-        np.savez(buffer, **payload)
-        path = out / NPZ_NAME
-        write_bytes_atomic(path, buffer.getvalue())
-        return [path]
-    written = []
-    for t in range(verts32.shape[0]):
-        path = out / f"frame_{t:05d}.{fmt}"
-        write_bytes_atomic(path, _mesh_bytes(verts32[t], tris, fmt))
-        written.append(path)
-    return written
+    verts = _check_vertices(vertices)  # every input is checked before anything is written
+    _check_face_range(_check_faces(faces), verts.shape[1])
+    with MeshSequenceWriter(faces, out_dir, fmt, fps, overwrite) as writer:
+        writer.write(verts)
+    return writer.written

@@ -1,6 +1,7 @@
 """The incremental decoding loop of MotionLM: one transformer step per pattern step over a preallocated KV cache.
 
-``MotionLM.generate`` feeds all audio at once; ``MotionLM.stream`` feeds chunks as they arrive. Both run the
+``MotionLM.generate`` feeds all audio at once; ``MotionLM.stream`` feeds chunks as they arrive;
+``MotionLM.generate_pieces`` runs ``generate``'s steps and returns the frames a bounded piece at a time. All run the
 same :class:`DecodeSession` steps on the same inputs, which is why streaming equals offline generation. The step
 inputs come from the model's own input API (``condition``, ``step_input``), the one implementation the full
 forward pass uses too.
@@ -59,6 +60,8 @@ class DecodeSession:
         record: Optional ``[B, K, S, C]`` buffer that receives every step's logits (guided ones under CFG).
         keep_probs: Keep each step's (guided) logits alongside its tokens, so that :meth:`run` can also return
             the distributions the frames' tokens were chosen from (bounded like the token buffer).
+        horizon: Steps the token (and logits) buffer reaches past the current step; None reaches every step the
+            audio received so far allows. A session fed a long audio at once keeps a bounded buffer with it.
     """
 
     @torch.inference_mode()
@@ -71,6 +74,7 @@ class DecodeSession:
         teacher: Tensor | None = None,
         record: Tensor | None = None,
         keep_probs: bool = False,
+        horizon: int | None = None,
     ) -> None:
         if not isinstance(sampling, Sampling):
             raise TypeError(f"sampling must be a motion.lm.Sampling, not {type(sampling).__name__}.")
@@ -79,6 +83,7 @@ class DecodeSession:
         self.sampling = sampling
         self.teacher = teacher
         self.record = record
+        self.horizon = None if horizon is None else max(1, horizon)
         self.num_codebooks = pattern.num_codebooks
         self.special_token = pattern.special_token
         self.delays = pattern.delays
@@ -132,6 +137,8 @@ class DecodeSession:
 
     def _reserve(self, end_step: int) -> None:
         """Make the step buffer and rotary table cover steps up to ``end_step`` (doubling, dropping the done)."""
+        if self.horizon is not None:
+            end_step = min(end_step, self.step + self.horizon)
         if end_step > self.seq_start + self.seq.shape[-1]:
             start = max(min(self.emitted, self.step - 1), self.seq_start)
             size = max(2 * (end_step - start), 64) if self.total is None else end_step - start
@@ -156,12 +163,13 @@ class DecodeSession:
         done = max(self.step - self.max_delay, 0)
         return min(done, self.total if self.total is not None else self.received)
 
-    def run(self, stop_at_frame: bool) -> Generation | None:
+    def run(self, stop_at_frame: bool, max_frames: int | None = None) -> Generation | None:
         """Run the steps the audio allows; return the newly complete frames, or None if there are none.
 
         Args:
             stop_at_frame: Return as soon as one more frame is complete (streaming latency) instead of running
                 every runnable step first.
+            max_frames: Return once this many frames are complete (a bounded piece); None runs on.
 
         Returns:
             ``Generation(codes [B, K, m], probs [B, K, m, C] with keep_probs)`` of normal tensors (usable with
@@ -172,6 +180,8 @@ class DecodeSession:
             while self._runnable():
                 self._step()
                 if stop_at_frame and self._complete() > self.emitted:
+                    break
+                if max_frames is not None and self._complete() - self.emitted >= max_frames:
                     break
             done = self._complete()
             if done <= self.emitted:
@@ -190,6 +200,8 @@ class DecodeSession:
 
     def _step(self) -> None:
         s = self.step
+        if s >= self.seq_start + self.seq.shape[-1]:  # a session with a horizon reserves as it goes
+            self._reserve(self.received + self.max_delay + 1)
         prev = None  # step 0 reads BOS
         if s > 0:
             prev = self.seq[:, :, s - 1 - self.seq_start]
@@ -229,20 +241,60 @@ def generate(
     return_probs: bool,
 ) -> Generation:
     """The body of :meth:`MotionLM.generate <motion.lm.model.MotionLM.generate>` (see there)."""
-    check_audio(audio, model.audio_dim)
-    tq = audio.shape[1] if num_frames is None else num_frames
-    if not 0 <= tq <= audio.shape[1]:
-        raise MotionLMInputError(f"num_frames={num_frames} must be in [0, {audio.shape[1]}] (audio frames).")
-    capacity = max(1, min(model.max_context, model.pattern.num_steps(tq)))
-    session = DecodeSession(model, style, sampling, capacity, keep_probs=return_probs)
-    session.feed(audio[:, :tq])
-    session.end()
+    session = _offline_session(model, audio, style, num_frames, sampling, return_probs, None)
     out = session.run(stop_at_frame=False)
     if out is None:  # zero frames
         codes = torch.zeros(session.batch, model.num_codebooks, 0, dtype=torch.long, device=session.device)
         probs = codes.new_zeros((*codes.shape, model.codebook_size), dtype=session.style_vec.dtype)
         out = Generation(codes, probs if return_probs else None)
     return out
+
+
+def generate_pieces(
+    model: nn.Module,
+    audio: Tensor,
+    style: Tensor,
+    num_frames: int | None,
+    sampling: Sampling,
+    return_probs: bool,
+    piece_frames: int,
+) -> Iterator[Generation]:
+    """The body of :meth:`MotionLM.generate_pieces <motion.lm.model.MotionLM.generate_pieces>` (see there).
+
+    :func:`generate`'s session (same cache capacity, same conditioning of the whole audio, same steps), whose
+    buffers reach ``piece_frames`` steps ahead and whose frames are returned ``piece_frames`` at a time.
+    """
+    if piece_frames < 1:
+        raise ValueError(f"piece_frames={piece_frames} must be at least 1.")
+    session = _offline_session(model, audio, style, num_frames, sampling, return_probs, piece_frames)
+    return _pieces(session, piece_frames)
+
+
+def _offline_session(
+    model: nn.Module,
+    audio: Tensor,
+    style: Tensor,
+    num_frames: int | None,
+    sampling: Sampling,
+    return_probs: bool,
+    horizon: int | None,
+) -> DecodeSession:
+    """A session fed the whole audio (``num_frames`` token frames of it) and its end, with a KV cache no larger
+    than its steps."""
+    check_audio(audio, model.audio_dim)
+    tq = audio.shape[1] if num_frames is None else num_frames
+    if not 0 <= tq <= audio.shape[1]:
+        raise MotionLMInputError(f"num_frames={num_frames} must be in [0, {audio.shape[1]}] (audio frames).")
+    capacity = max(1, min(model.max_context, model.pattern.num_steps(tq)))
+    session = DecodeSession(model, style, sampling, capacity, keep_probs=return_probs, horizon=horizon)
+    session.feed(audio[:, :tq])
+    session.end()
+    return session
+
+
+def _pieces(session: DecodeSession, piece_frames: int) -> Iterator[Generation]:
+    while (out := session.run(stop_at_frame=False, max_frames=piece_frames)) is not None:
+        yield out
 
 
 def stream(

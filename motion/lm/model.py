@@ -15,9 +15,9 @@ pattern the coarse codebook of frame q is predicted first and therefore sees aud
 ``q + lookahead - (K - 1)``; give the delay pattern ``lookahead >= K - 1`` for the coarse code to hear its own
 frame (the contract default lookahead=2 with K=4 leaves it one frame behind).
 
-Inference. ``generate`` and ``stream`` share one incremental decoder with a preallocated, sliding-window KV
-cache (:mod:`motion.lm.decode`): one transformer step per pattern step, memory and per-step cost independent of
-length. Classifier-free guidance batches the conditional and unconditional branches together.
+Inference. ``generate``, ``generate_pieces`` and ``stream`` share one incremental decoder with a preallocated,
+sliding-window KV cache (:mod:`motion.lm.decode`): one transformer step per pattern step, per-step cost independent
+of length. Classifier-free guidance batches the conditional and unconditional branches together.
 """
 
 from __future__ import annotations
@@ -251,10 +251,8 @@ class MotionLM(nn.Module):
 
     def new_cache(self, rows: int, capacity: int) -> KVCache:
         """An empty KV cache for :meth:`step_trunk`: ``rows`` sequences, ``capacity`` positions per layer."""
-        weight = self.token_emb.weight
-        return KVCache(
-            len(self.blocks), rows, self.num_heads, self.head_dim, capacity, weight.dtype, weight.device
-        )
+        w = self.token_emb.weight
+        return KVCache(len(self.blocks), rows, self.num_heads, self.head_dim, capacity, w.dtype, w.device)
 
     def step_trunk(self) -> StepTrunk:
         """:meth:`trunk` in its one-step form, prepared once per decoding session (see :class:`StepTrunk`)."""
@@ -360,6 +358,13 @@ class MotionLM(nn.Module):
         """
         return decode.generate(self, audio, style, num_frames, sampling, return_probs)
 
+    def generate_pieces(self, audio: Tensor, style: Tensor, num_frames: int | None = None,
+                        sampling: Sampling = Sampling(), return_probs: bool = False,
+                        piece_frames: int = 256) -> Iterator[Generation]:  # fmt: skip
+        """:meth:`generate`'s steps and draws, its frames yielded ``piece_frames`` at a time (they concatenate to its
+        codes and probabilities); token and distribution buffers stay bounded by ``piece_frames``."""
+        return decode.generate_pieces(self, audio, style, num_frames, sampling, return_probs, piece_frames)
+
     def stream(
         self,
         audio_chunks: Iterable[Tensor],
@@ -388,11 +393,8 @@ class MotionLM(nn.Module):
 
     @torch.no_grad()
     def forward_cached(self, codes: Tensor, audio: Tensor, style: Tensor) -> LMOutput:
-        """Teacher-forced logits computed step by step through the KV cache (the decoder ``generate`` uses).
-
-        Equals :meth:`forward` in eval mode up to float rounding; exists to verify the incremental decoder.
-        Shapes as in :meth:`forward` (no padding mask).
-        """
+        """Teacher-forced logits computed step by step through the KV cache (the decoder ``generate`` uses); equals
+        :meth:`forward` in eval mode up to float rounding (shapes as there, no padding mask), to verify the decoder."""
         codes, audio, _, _ = self._prepare(codes, audio, style, None)
         sequence, valid = self.pattern.build(codes)
         return LMOutput(decode.teacher_forced_logits(self, sequence, audio, style), valid)

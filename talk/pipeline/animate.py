@@ -2,25 +2,36 @@
 
 ``animate(model, audio, output, renderer)`` is the Python API (objects in); ``talk animate`` (``talk.cli.animate``)
 builds the objects from a checkpoint and flags and calls it.
+
+Memory stays bounded however long the speech is: vertices are generated in pieces
+(:meth:`AudioToMotion.generate_pieces`, or the :class:`~talk.pipeline.streaming.Streamer`), rendered a frame at a
+time into the video, written to the exported meshes as they come, and compared with the ground truth frame by
+frame. The offline camera frames the whole sequence, so offline animation first generates every piece into an
+unnamed temporary file beside the output (``T * V * 12`` bytes, on disk) while :class:`Framing` keeps the few
+points the camera depends on, then renders from that file.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from talk.errors import CheckpointError, UserError
-from talk.metrics import lve_mm
+from talk.metrics import lip_max_sq_error, rooted_mm
 from talk.pipeline.model import AudioToMotion
 
 if TYPE_CHECKING:  # the renderer is imported where frames are drawn (numba start-up)
+    from render.camera import Camera
     from render.rasterizer import MeshRenderer
 
 
@@ -57,6 +68,92 @@ def check_output(output: str | Path, suffix: str = ".mp4") -> Path:
     return output
 
 
+class Framing:
+    """The camera ``render.fit_camera`` gives a whole sequence, computed from its pieces in bounded memory.
+
+    ``fit_camera`` depends on a sequence through few of its points: the bounds in camera axes, and for the
+    distance the points that maximise ``z + a * |x - cx|`` or ``z + b * |y - cy|`` (a, b from the margin and field
+    of view), i.e. one of four linear forms. Each piece keeps only the points within 10 micrometres (relative to
+    the form's size) of a maximum of one of those ten forms, merged with those kept so far, so that the candidates
+    stay a handful whatever the length; ``fit_camera`` on them equals ``fit_camera`` on every frame.
+
+    Args:
+        size: ``(H, W)`` of the image.
+        view: ``front`` or ``three_quarter``.
+        margin: As in ``fit_camera`` (its default).
+        fov_deg: As in ``fit_camera`` (its default).
+    """
+
+    def __init__(self, size: tuple[int, int], view: str, margin: float = 1.15, fov_deg: float = 20.0) -> None:
+        self.size, self.view, self.margin, self.fov_deg = size, view, margin, fov_deg
+        self.points: Tensor | None = None  # candidate points [n, 3], as given
+        self._rotation: Tensor | None = None
+        tan_y = np.tan(np.radians(fov_deg) / 2.0)
+        self._slopes = (margin / (tan_y * size[1] / size[0]), margin / tan_y)
+
+    def add(self, vertices: Tensor, frames_per_step: int = 16) -> None:
+        """Take frames ``[m, V, 3]`` into account."""
+        from render.camera import fit_camera
+
+        vertices = vertices.detach().cpu()
+        if (
+            self._rotation is None
+        ):  # the view's rotation (the float32 of fit_camera's; it only selects points)
+            camera = fit_camera(vertices[0], image_size=self.size, view=self.view, fov_deg=self.fov_deg)
+            self._rotation = camera.R[0].double()
+        for i in range(0, vertices.shape[0], frames_per_step):
+            points = vertices[i : i + frames_per_step].reshape(-1, 3)
+            if self.points is not None:
+                points = torch.cat([self.points, points])
+            q = points.double() @ self._rotation.T
+            a, b = self._slopes
+            x, y, z = q.unbind(-1)
+            forms = torch.stack([x, -x, y, -y, z, -z, z + a * x, z - a * x, z + b * y, z - b * y], dim=1)
+            top = forms.max(dim=0).values
+            keep = (forms >= top - 1e-5 * (1.0 + top.abs())).any(dim=1)
+            self.points = torch.unique(points[keep], dim=0)
+
+    def camera(self) -> Camera:
+        """The camera of every frame added (``fit_camera(all_frames, size, view=view)``)."""
+        from render.camera import fit_camera
+
+        if self.points is None:
+            raise ValueError("Framing.camera called before any frame was added.")
+        return fit_camera(
+            self.points, image_size=self.size, view=self.view, margin=self.margin, fov_deg=self.fov_deg
+        )
+
+
+class FrameFile:
+    """Frames ``[m, V, 3]`` (float32) written to an unnamed temporary file in ``folder`` and read back in order:
+    a whole animation kept on disk instead of in memory. A context manager; the file vanishes when closed."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.file = tempfile.TemporaryFile(dir=folder, prefix=".frames.", suffix=".tmp")
+        self.frames = 0
+        self.num_vertices: int | None = None
+
+    def write(self, vertices: Tensor) -> None:
+        self.num_vertices = int(vertices.shape[1])
+        self.file.write(vertices.detach().cpu().float().contiguous().numpy().tobytes())
+        self.frames += int(vertices.shape[0])
+
+    def read(self, frames_per_read: int = 32) -> Iterator[Tensor]:
+        """The frames written, ``frames_per_read`` at a time."""
+        self.file.flush()
+        self.file.seek(0)
+        for start in range(0, self.frames, frames_per_read):
+            block = np.empty((min(frames_per_read, self.frames - start), self.num_vertices, 3), np.float32)
+            self.file.readinto(memoryview(block).cast("B"))
+            yield torch.from_numpy(block)
+
+    def __enter__(self) -> FrameFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
+
+
 def animate(
     model: AudioToMotion,
     audio: str | Path,
@@ -71,11 +168,14 @@ def animate(
     export_meshes: str | Path | None = None,
     mesh_format: str = "obj",
     overwrite: bool = False,
+    piece_seconds: float = 10.0,
 ) -> AnimationResult:
     """Animates speech with ``model`` and writes an H.264/AAC mp4 with the speech.
 
-    Frames are rendered one at a time and streamed to ffmpeg, so memory does not grow with the audio length
-    (and one-frame batches are the renderer's fastest path on a CPU).
+    Vertices are generated in pieces and frames rendered one at a time and streamed to ffmpeg, so memory does
+    not grow with the audio length (and one-frame batches are the renderer's fastest path on a CPU). The vertices
+    are those of ``model.generate`` on the whole audio (exactly when it fits in one piece; see
+    :meth:`AudioToMotion.generate_pieces`), and the video is the same as if they had been generated at once.
 
     Args:
         model: The audio-to-motion model (``Pipeline.from_checkpoint``).
@@ -94,6 +194,7 @@ def animate(
         export_meshes: Folder to also write the mesh sequence to (see ``render.export_meshes``).
         mesh_format: ``obj``, ``ply`` or ``npz``.
         overwrite: Replace existing exported meshes.
+        piece_seconds: Audio generated at a time offline (memory against per-piece overhead).
     """
     from audio.io import load_audio
     from render import TorchRasterizer, VideoWriter, fit_camera, to_uint8
@@ -115,6 +216,7 @@ def animate(
     background = getattr(renderer, "background", (1.0, 1.0, 1.0))
     faces = assets.faces
     streamer = None
+    camera = None
     if stream:
         from talk.pipeline.streaming import Streamer
 
@@ -123,10 +225,7 @@ def animate(
         # the whole sequence is not known in advance: frame the neutral face, with room for the open jaw
         camera = fit_camera(streamer.template, image_size=(size, size), view=view, margin=1.3)
     else:
-        with torch.inference_mode():
-            vertices = model.generate(wav, subject=subject).vertices[0].cpu()  # [T, V, 3]
-        pieces = iter([vertices])
-        camera = fit_camera(vertices, image_size=(size, size), view=view)
+        pieces = model.generate_pieces(wav, subject=subject, piece_seconds=piece_seconds)
     comparer = None
     if ground_truth is not None:
         from render.compare import ComparisonRenderer
@@ -134,41 +233,54 @@ def animate(
         comparer = ComparisonRenderer(renderer, panel_size=(size, size), view=view, background=background)
         camera = comparer.fit_camera(ground_truth)
     output.parent.mkdir(parents=True, exist_ok=True)
-    done: list[Tensor] = []
+    lips = None if assets.regions is None else assets.regions.get("lips")
+    lip_errors: list[Tensor] = []  # per frame: small
     t = 0  # index of the frame being written
-    with VideoWriter(output, fps=assets.fps, audio=audio_path) as writer:
-        for piece in pieces:
-            piece = piece.cpu()
-            for i in range(piece.shape[0]):
-                frame = piece[i : i + 1]
-                if comparer is not None:
-                    truth = ground_truth[min(t, ground_truth.shape[0] - 1)][None]
-                    writer.write(comparer.compare(frame, truth, faces, camera, caption=subject or ""))
-                else:
-                    writer.write(to_uint8(renderer.render(frame, faces, camera), background))
-                t += 1
-            done.append(piece)
-    vertices = torch.cat(done)
-    frames = int(vertices.shape[0])
-    meshes = None
-    if export_meshes is not None:
-        from render.export import export_meshes as write_meshes
+    with ExitStack() as stack:
+        meshes = None
+        if export_meshes is not None:  # checked (and a previous export removed) before anything is generated
+            from render.export import MeshSequenceWriter
 
-        write_meshes(vertices, faces, export_meshes, fmt=mesh_format, fps=assets.fps, overwrite=overwrite)
-        meshes = Path(export_meshes)
+            meshes = stack.enter_context(
+                MeshSequenceWriter(faces, export_meshes, mesh_format, fps=assets.fps, overwrite=overwrite)
+            )
+        if camera is None:  # the offline camera frames every frame: generate them all (to disk) first
+            frames_file = stack.enter_context(FrameFile(output.parent))
+            framing = Framing((size, size), view)
+            for piece in pieces:
+                framing.add(piece)
+                frames_file.write(piece)
+            camera = framing.camera()
+            pieces = frames_file.read()
+        with VideoWriter(output, fps=assets.fps, audio=audio_path) as writer:
+            for piece in pieces:
+                piece = piece.cpu()
+                for i in range(piece.shape[0]):
+                    frame = piece[i : i + 1]
+                    if comparer is not None:
+                        truth = ground_truth[min(t + i, ground_truth.shape[0] - 1)][None]
+                        writer.write(comparer.compare(frame, truth, faces, camera, caption=subject or ""))
+                    else:
+                        writer.write(to_uint8(renderer.render(frame, faces, camera), background))
+                if meshes is not None:
+                    meshes.write(piece)
+                if ground_truth is not None and t < ground_truth.shape[0]:
+                    n = min(piece.shape[0], ground_truth.shape[0] - t)
+                    ids = torch.arange(piece.shape[1]) if lips is None else torch.as_tensor(lips)
+                    truth = ground_truth[t : t + n].double()
+                    lip_errors.append(lip_max_sq_error(piece[:n].double(), truth, ids))
+                t += piece.shape[0]
     error = None
-    if ground_truth is not None:
-        n = min(frames, ground_truth.shape[0])
-        lips = None if assets.regions is None else assets.regions.get("lips")
-        error = lve_mm(vertices[:n], ground_truth[:n], lips)
+    if ground_truth is not None:  # as talk.metrics.lve_mm on the whole sequence
+        error = rooted_mm(float(torch.cat(lip_errors).mean())) if lip_errors else float("nan")
     return AnimationResult(
         output,
-        frames,
+        t,
         assets.fps,
-        frames / assets.fps,
+        t / assets.fps,
         time.perf_counter() - start,
         first_frame_latency=streamer.stats.first_frame_latency if streamer else None,
         algorithmic_latency=streamer.latency_seconds() if streamer else None,
-        meshes=meshes,
+        meshes=None if export_meshes is None else Path(export_meshes),
         lve_mm=error,
     )

@@ -190,6 +190,79 @@ class AudioToMotion(nn.Module):
         Returns:
             :class:`Motion` with vertices ``[B, T, V, 3]``, ``T = num_frames.max()``.
         """
+        wav, lengths, num_frames, template, style = self._inputs(
+            wav, lengths, num_frames, template, style, subject
+        )
+        motion = self.generate_motion(wav, lengths, num_frames, style, sampling)
+        offsets = self.to_offsets(motion, template)
+        b, t = motion.shape[:2]
+        vertices = offsets.view(b, t, -1, 3).add_(template[:, None])  # in place: offsets are ours
+        return Motion(vertices, motion if self.face_model is not None else None)
+
+    def generate_pieces(
+        self,
+        wav: Tensor,
+        subject: str | None = None,
+        sampling: Sampling | None = None,
+        piece_seconds: float = 10.0,
+        template: Tensor | None = None,
+        style: Tensor | None = None,
+    ) -> Iterator[Tensor]:
+        """Animates one waveform ``[N]`` piece by piece: vertices ``[m, V, 3]`` of consecutive frames, about
+        ``piece_seconds`` at a time, each computed (in inference mode) when the next one is asked for.
+
+        Memory stays bounded by the piece length however long the audio is, and the pieces concatenate to
+        :meth:`generate`'s vertices (the generators' ``generate_pieces``): for token models exactly when the
+        animation fits in one piece (it is then :meth:`generate`'s own computation) and to float rounding beyond
+        (the same codes and draws, decoded in exact windows); for the regression baseline exactly (both attend
+        the last ``attention_window`` frames, with full attention up to that length).
+
+        Args:
+            wav: Mono waveform ``[N]`` (or ``[1, N]``) at the model's sample rate.
+            subject: Subject whose template and style are used when not given (default: the first training
+                subject).
+            sampling: Overrides the model's sampling.
+            piece_seconds: Audio per piece, in seconds (a memory / overhead trade-off; results do not depend on
+                it beyond float rounding).
+            template: ``[V, 3]`` neutral mesh (default: ``subject``'s template).
+            style: ``[S]`` style weights or a ``[1]`` style id (default: ``subject``'s style).
+        """
+        wav = wav.reshape(1, -1)
+        style = (
+            None if style is None else style.reshape(1, -1) if style.is_floating_point() else style.reshape(1)
+        )
+        wav, lengths, num_frames, template, style = self._inputs(wav, None, None, template, style, subject)
+        piece_frames = max(1, round(piece_seconds * self.fps))
+
+        def pieces() -> Iterator[Tensor]:
+            features = self.features(wav, lengths)
+            sample = sampling or self.sampling
+            generator = self.generator.generate_pieces(
+                features, num_frames, style, sample, self.fps, piece_frames
+            )
+            for motion in generator:
+                offsets = self.to_offsets(motion, template)
+                yield offsets.view(*motion.shape[:2], -1, 3).add_(template[:, None])[0]
+
+        work = pieces()
+        while True:  # inference mode while a piece is computed, not while the caller holds the iterator
+            with torch.inference_mode():
+                piece = next(work, None)
+            if piece is None:
+                return
+            yield piece
+
+    def _inputs(
+        self,
+        wav: Tensor,
+        lengths: Tensor | None,
+        num_frames: Tensor | None,
+        template: Tensor | None,
+        style: Tensor | None,
+        subject: str | None,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`generate`'s arguments completed: ``(wav [B, N], lengths [B], num_frames [B], template [B, V, 3],
+        style)`` on the model's device."""
         device = self.device
         wav = wav.float().to(device)
         wav = wav[None] if wav.dim() == 1 else wav
@@ -208,11 +281,7 @@ class AudioToMotion(nn.Module):
         template = template[None].expand(b, -1, -1) if template.dim() == 2 else template
         if style is None:
             style = self.style_weights(subject)[None].expand(b, -1).to(device)
-        motion = self.generate_motion(wav, lengths, num_frames, style, sampling)
-        offsets = self.to_offsets(motion, template)
-        t = int(num_frames.max())
-        vertices = offsets.view(b, t, -1, 3).add_(template[:, None])  # in place: offsets are ours
-        return Motion(vertices, motion if self.face_model is not None else None)
+        return wav, lengths, num_frames, template, style.to(device)
 
     def stream(
         self,
