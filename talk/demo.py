@@ -77,35 +77,16 @@ def main(argv: list[str] | None = None) -> None:
     first = data_args["test_sentences"][0]
     held_out = DATA / "wav" / f"{test_subject}_sentence{first:02d}.wav"
     videos = [OUT / f"synthetic_{held_out.stem}.mp4", OUT / f"human_{SPEECH.stem}.mp4"]
-    _run(["animate", "--audio", str(held_out), "--checkpoint", str(best), "--output", str(videos[0]),
-          "--subject", test_subject, "--overwrite"])  # fmt: skip
-    _run(
-        [
-            "animate",
-            "--audio",
-            str(SPEECH),
-            "--checkpoint",
-            str(best),
-            "--output",
-            str(videos[1]),
-            "--overwrite",
-        ]
-    )
+
+    def animate(audio: Path, output: Path, *extra: str) -> None:
+        _run(["animate", "--audio", str(audio), "--checkpoint", str(best), "--output", str(output), "--overwrite",
+              *extra])  # fmt: skip
+
+    animate(held_out, videos[0], "--subject", test_subject)
+    animate(SPEECH, videos[1])
     if model == "flagship":
         videos.append(OUT / f"human_{SPEECH.stem}_streamed.mp4")
-        _run(
-            [
-                "animate",
-                "--audio",
-                str(SPEECH),
-                "--checkpoint",
-                str(best),
-                "--output",
-                str(videos[2]),
-                "--stream",
-                "--overwrite",
-            ]
-        )
+        animate(SPEECH, videos[2], "--stream")
 
     metrics = json.loads((run / "metrics.json").read_text())["metrics"]
     lve_model, lve_static = metrics["model"]["lve"], metrics["static_template"]["lve"]
