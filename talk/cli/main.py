@@ -31,6 +31,7 @@ commands:
   report     compare test runs:            talk report RUN_DIR [RUN_DIR ...] --out report
   animate    wav -> mp4 of a talking face: talk animate --audio in.wav --checkpoint CKPT --output out.mp4
   export     checkpoint -> inference file: talk export --checkpoint CKPT --output model.pt
+  track      talking videos -> training data: talk track VIDEO_OR_FOLDER [...] --out data/tracked
 
 Run `talk <command> --help` for the options of each command.
 """
@@ -112,6 +113,14 @@ def _convert_vocaset(args: argparse.Namespace) -> None:
     )
 
 
+def _leading_as_list(argv: list[str], name: str) -> list[str]:
+    """``A B --x 1`` -> ``--name ["A", "B"] --x 1``: the arguments before the first option form list ``name``."""
+    import json
+
+    n = next((i for i, a in enumerate(argv) if a.startswith("-")), len(argv))
+    return ([f"--{name}", json.dumps(argv[:n])] if n else []) + argv[n:]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``talk`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -158,6 +167,14 @@ def _run(command: str, rest: list[str]) -> None:
             run_function(
                 export, rest, "talk export", "Write a small self-contained inference file of a checkpoint."
             )
+        elif command == "track":
+            from talk.cli.track import track
+
+            run_function(
+                track, _leading_as_list(rest, "videos"), "talk track",
+                "Track talking videos into a folder that talk fit trains on (speech, face-model parameters, "
+                "previews, manifest.jsonl).",
+            )  # fmt: skip
         elif command == "report":
             from talk.cli.report import report_command
 

@@ -176,25 +176,38 @@ class FaceDetector(nn.Module):
         Returns:
             The faces, best score first (possibly none).
         """
-        image = torch.as_tensor(image)
-        h, w = image.shape[:2]
+        return self.detect_frames(torch.as_tensor(image)[None])[0]
+
+    def detect_frames(self, frames: Tensor | np.ndarray) -> list[FaceDetections]:
+        """Detect the faces of N images of one size as one network batch (a video's frames).
+
+        Args:
+            frames: RGB [N, H, W, 3] uint8.
+
+        Returns:
+            Per frame, its faces, best score first (possibly none).
+        """
+        frames = torch.as_tensor(frames)
+        h, w = frames.shape[1:3]
         side = max(h, w)
         # Letterbox: the centred square of side max(H, W) (black outside the image) scaled to 128 x 128.
         scale = side / self.size
         origin = ((w - side) / 2, (h - side) / 2)
         matrix = torch.tensor([[[scale, 0.0, origin[0]], [0.0, scale, origin[1]]]], dtype=torch.float64)
-        x = crop(image, matrix, self.size, "zeros").round() / 127.5 - 1  # round: MediaPipe warps in uint8
-        outputs = self.graph(x)
-        raw, logits = outputs[self._outputs[0]][0], outputs[self._outputs[1]][0, :, 0]
-        scores = torch.sigmoid(logits.clamp(-100, 100))
-        keep = scores >= self.score_threshold
-        raw, scores, anchors = raw[keep] / self.size, scores[keep], self.anchors[keep]
-        centre, half = raw[:, :2] + anchors, raw[:, 2:4] / 2
-        boxes = torch.cat([centre - half, centre + half], -1)
-        keypoints = raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None]
-        boxes, keypoints, scores = self._weighted_nms(boxes, keypoints, scores)
+        x = torch.cat([crop(f, matrix, self.size, "zeros") for f in frames])
+        outputs = self.graph(x.round() / 127.5 - 1)  # round: MediaPipe warps in uint8
         shift = torch.tensor(origin, dtype=torch.float32)
-        return FaceDetections(boxes * side + shift.repeat(2), scores, keypoints * side + shift)
+        found = []
+        for raw, logits in zip(outputs[self._outputs[0]], outputs[self._outputs[1]][..., 0], strict=True):
+            scores = torch.sigmoid(logits.clamp(-100, 100))
+            keep = scores >= self.score_threshold
+            raw, scores, anchors = raw[keep] / self.size, scores[keep], self.anchors[keep]
+            centre, half = raw[:, :2] + anchors, raw[:, 2:4] / 2
+            boxes = torch.cat([centre - half, centre + half], -1)
+            keypoints = raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None]
+            boxes, keypoints, scores = self._weighted_nms(boxes, keypoints, scores)
+            found.append(FaceDetections(boxes * side + shift.repeat(2), scores, keypoints * side + shift))
+        return found
 
     def _weighted_nms(
         self, boxes: Tensor, keypoints: Tensor, scores: Tensor
@@ -258,7 +271,7 @@ class FaceLandmarker(nn.Module):
         return torch.stack([row0, row1], 1)
 
     def forward(self, image: Tensor | np.ndarray, boxes: Tensor, keypoints: Tensor) -> LandmarkBatch:
-        """Landmarks of N faces.
+        """Landmarks of N faces of one image.
 
         Args:
             image: RGB [H, W, 3] uint8.
@@ -268,12 +281,29 @@ class FaceLandmarker(nn.Module):
         Returns:
             Points [N, 468, 3] and presence [N].
         """
+        image = torch.as_tensor(image)
+        return self.landmarks_frames(image[None].expand(len(boxes), -1, -1, -1), boxes, keypoints)
+
+    def landmarks_frames(
+        self, frames: Tensor | np.ndarray, boxes: Tensor, keypoints: Tensor
+    ) -> LandmarkBatch:
+        """Landmarks of one face in each of N images (a video's frames), as one network batch.
+
+        Args:
+            frames: RGB [N, H, W, 3] uint8.
+            boxes: [N, 4] the face's box in each frame, image pixels.
+            keypoints: [N, 6, 2] its detection keypoints (0 and 1 = the eyes), image pixels.
+
+        Returns:
+            Points [N, 468, 3] and presence [N].
+        """
         if len(boxes) == 0:
             return LandmarkBatch(torch.zeros(0, NUM_LANDMARKS, 3), torch.zeros(0))
+        frames = torch.as_tensor(frames)
         matrices = self.regions(boxes, keypoints)
         # Replicated border: MediaPipe's default for the landmark crop (unlike the detector's black letterbox).
-        x = crop(torch.as_tensor(image), matrices, self.size, "border").round() / 255  # uint8 as well
-        outputs = self.graph(x)
+        x = torch.cat([crop(f, m[None], self.size, "border") for f, m in zip(frames, matrices, strict=True)])
+        outputs = self.graph(x.round() / 255)  # uint8 as well
         uvz = outputs[self._outputs[0]].reshape(-1, NUM_LANDMARKS, 3).to(torch.float64)
         presence = torch.sigmoid(outputs[self._outputs[1]].reshape(-1))
         uv1 = torch.cat([uvz[..., :2], torch.ones_like(uvz[..., :1])], -1)

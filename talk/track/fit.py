@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from motion.face.flame import FLAME, FLAMEParams, lbs
+from motion.face.flame import FLAME, FLAMEParams, batch_rodrigues, lbs
 from render import Camera
 from talk.errors import UserError
 from talk.track.embedding import surface_points
@@ -71,11 +71,16 @@ class FitResult:
 
 
 class _LandmarkRig:
-    """The model restricted to the vertices of its landmark triangles, for fast fitting (same LBS, same numbers).
+    """The model reduced to its landmark points, for fast fitting (the same numbers as the full model).
 
-    FLAME poses every vertex; the fit needs only the few hundred under the landmarks. Joints are linear in the
-    blendshape coefficients, so they are precomputed as a basis and appended to the kept vertices as extra rows
-    that ``lbs``'s joint regressor simply selects: ``lbs`` then runs unchanged on V' = kept + J rows.
+    FLAME poses every vertex; the fit needs only the landmarks, each a barycentric mix of three vertices. With
+    FLAME's skeleton (root; neck; jaw and eyes under the neck) and neck and eyes at rest, every vertex moves by the
+    root's transform plus its jaw weight w times the jaw's rotation about the jaw joint J2:
+    ``x' = R_g (x - J0 + w (R_j - I)(x - J2)) + J0 + t``. Mixed over a triangle with barycentrics b this needs only
+    ``P = sum b x``, ``Q = sum b w x`` and ``W = sum b w``: ``R_g (P - J0 + (R_j - I)(Q - W J2)) + J0 + t``, and P,
+    Q and the joints are linear in the blendshape coefficients and the jaw's pose-corrective feature, so each is a
+    precomputed basis: one small matrix product per frame instead of skinning a mesh. Other skeletons fall back
+    to :func:`~motion.face.flame.lbs` on the landmark triangles' vertices.
     """
 
     def __init__(self, model: FLAME) -> None:
@@ -85,34 +90,152 @@ class _LandmarkRig:
         self.tri = local.reshape(tri.shape)
         self.bary = model.lmk_bary_coords.to(f64)
         n_v, n_k, n_j = model.num_vertices, len(keep), model.n_joints
-        dirs = model.shapedirs.to(f64).reshape(-1, n_v, 3)  # [S, V, 3]
-        jreg = model.J_regressor.to(f64)
-        self.template = torch.cat([model.v_template.to(f64)[keep], jreg @ model.v_template.to(f64)])
-        self.dirs = torch.cat([dirs[:, keep], torch.einsum("jv,svc->sjc", jreg, dirs)], 1).reshape(
-            len(dirs), -1
-        )
         self.n_shape, self.n_expression = model.n_shape, model.n_expression
-        posedirs = model.posedirs.to(f64).reshape(-1, n_v, 3)[:, keep]
-        self.posedirs = torch.cat([posedirs, posedirs.new_zeros(len(posedirs), n_j, 3)], 1).reshape(
-            len(posedirs), -1
-        )
-        self.jreg = torch.cat([torch.zeros(n_j, n_k, dtype=f64), torch.eye(n_j, dtype=f64)], 1)
-        self.weights = torch.cat([model.lbs_weights.to(f64)[keep], torch.eye(n_j, dtype=f64)])
-        self.parents = model.parents
-        self.n_keep = n_k
+        self.n_keep, self.parents = n_k, model.parents
+        dirs = model.shapedirs.to(f64).reshape(-1, n_v, 3)  # [S+E, V, 3]
+        jreg = model.J_regressor.to(f64)
+        template = model.v_template.to(f64)
+        posedirs = model.posedirs.to(f64).reshape(-1, n_v, 3)[:, keep]  # [9 (J-1), K, 3]
+        weights = model.lbs_weights.to(f64)[keep]  # [K, J]
+        self.closed_form = list(model.parents) == [-1, 0, 1, 1, 1]
+        if self.closed_form:
+            n_l = len(self.tri)
+            # mix[l, k]: barycentric weight of kept vertex k in landmark l; jaw-weighted for Q
+            mix = torch.zeros(n_l, n_k, dtype=f64)
+            mix.scatter_add_(1, self.tri, self.bary)
+            mix_w = mix * weights[:, 2]
+            self.jaw_mix = mix_w.sum(1)[:, None]  # [L, 1]: W
+            self.n_points = n_l
+
+            def basis(vertices: Tensor) -> Tensor:  # [..., K, 3] -> [..., (P, Q) 2L*3]
+                return torch.cat([mix @ vertices, mix_w @ vertices], -2).flatten(-2)
+
+            joints = [0, 2]  # root and jaw
+            rows = dirs[:, keep]
+            # per part (P, Q, root and jaw joints): template [n], coefficient basis [S+E, n], jaw feature [9, n]
+            self.parts = [
+                (mix @ template[keep], mix @ rows, mix @ posedirs[9:18]),
+                (mix_w @ template[keep], mix_w @ rows, mix_w @ posedirs[9:18]),
+                (jreg[joints] @ template, torch.einsum("jv,svc->sjc", jreg[joints], dirs), None),
+            ]
+            self.parts = [
+                (t.reshape(-1), d.flatten(1), None if f is None else f.flatten(1)) for t, d, f in self.parts
+            ]
+        else:
+            self.template = torch.cat([template[keep], jreg @ template]).reshape(-1)
+            self.dirs = torch.cat([dirs[:, keep], torch.einsum("jv,svc->sjc", jreg, dirs)], 1).flatten(1)
+            self.posedirs = torch.cat([posedirs, posedirs.new_zeros(len(posedirs), n_j, 3)], 1).flatten(1)
+            self.jreg = torch.cat([torch.zeros(n_j, n_k, dtype=f64), torch.eye(n_j, dtype=f64)], 1)
+            self.weights = torch.cat([weights, torch.eye(n_j, dtype=f64)])
 
     def landmarks(self, shape: Tensor, expr: Tensor, jaw: Tensor, rot: Tensor, trans: Tensor) -> Tensor:
-        """[L, 3] landmarks for shape [1, S], expression [1, 1, E] and jaw, rotation, translation [1, 1, 3]."""
-        coeff = torch.cat([shape.reshape(-1), expr.reshape(-1)])
-        dirs = torch.cat(
-            [self.dirs[: shape.shape[-1]], self.dirs[self.n_shape : self.n_shape + expr.shape[-1]]]
+        """[T, L, 3] landmarks for shape [1, S] (shared) and per frame expression [..., E] and jaw, rotation,
+        translation [..., 3] (T = the number of expression rows; T = 1 for a photo). Neck and eyes are at rest."""
+        n_exp = expr.shape[-1]
+        expr = expr.reshape(-1, n_exp)
+        n_t = expr.shape[0]
+        jaw, rot = jaw.reshape(n_t, 3), rot.reshape(n_t, 3)
+        n_s, e0 = shape.shape[-1], self.n_shape
+        if self.closed_form:
+            # separate small products per part: slicing one big product costs a full-size zero fill per slice
+            # in backward
+            r_jaw = batch_rodrigues(jaw) - torch.eye(3, dtype=expr.dtype)  # [T, 3, 3]: R - I
+            feature = r_jaw.reshape(n_t, 9)
+            p, q, joints = (
+                (t + shape.reshape(1, -1) @ d[:n_s])
+                + expr @ d[e0 : e0 + n_exp]
+                + (0 if f is None else feature @ f)
+                for t, d, f in self.parts
+            )
+            p, q, joints = p.reshape(n_t, -1, 3), q.reshape(n_t, -1, 3), joints.reshape(n_t, 2, 3)
+            root, jaw_joint = joints[:, :1], joints[:, 1:]
+            local = p - root + (q - self.jaw_mix * jaw_joint) @ r_jaw.transpose(1, 2)
+            return local @ batch_rodrigues(rot).transpose(1, 2) + root + trans.reshape(n_t, 1, 3)
+        identity = self.template + shape.reshape(-1) @ self.dirs[:n_s]
+        shaped = identity + expr @ self.dirs[e0 : e0 + n_exp]  # [T, V' * 3]
+        zero = rot.new_zeros(n_t, 3)
+        pose = torch.stack([rot, zero, jaw, zero, zero], 1)
+        verts, _ = lbs(shaped.reshape(n_t, -1, 3), pose, self.posedirs, self.jreg, self.parents, self.weights)
+        tri = verts[:, : self.n_keep][:, self.tri]  # [T, L, 3, 3]
+        return (tri * self.bary[:, :, None]).sum(-2) + trans.reshape(n_t, 1, 3)
+
+    def landmarks_jacobian(
+        self, shape: Tensor, expr: Tensor, jaw: Tensor, rot: Tensor, trans: Tensor, with_shape: bool = False
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Landmarks and their exact derivatives (FLAME's skeleton only, ``closed_form``), for Gauss-Newton.
+
+        Args: as :meth:`landmarks` with expression [T, E] and jaw, rotation, translation [T, 3].
+
+        Returns:
+            ``(X [T, L, 3], dX/d(expression, jaw, rotation, translation) [T, L, 3, E + 9], dX/dshape [T, L, 3, S]
+            or None)``.
+        """
+        assert self.closed_form, "landmarks_jacobian needs FLAME's skeleton"
+        n_t, n_exp = expr.shape
+        n_s, e0 = shape.shape[-1], self.n_shape
+        eye = torch.eye(3, dtype=expr.dtype)
+        r_jaw = batch_rodrigues(jaw)
+        a = r_jaw - eye  # [T, 3, 3]
+        r_g = batch_rodrigues(rot)
+        feature = a.reshape(n_t, 9)
+        p, q, joints = (
+            (t + shape.reshape(1, -1) @ d[:n_s])
+            + expr @ d[e0 : e0 + n_exp]
+            + (0 if f is None else feature @ f)
+            for t, d, f in self.parts
         )
-        v_shaped = (self.template.reshape(-1) + coeff @ dirs).reshape(1, -1, 3)
-        zero = rot.new_zeros(1, 1, 3)
-        pose = torch.cat([rot, zero, jaw, zero, zero], 1).reshape(1, -1, 3)
-        verts, _ = lbs(v_shaped, pose, self.posedirs, self.jreg, self.parents, self.weights)
-        tri = verts[0, : self.n_keep][self.tri]  # [L, 3, 3]
-        return (tri * self.bary[:, :, None]).sum(-2) + trans.reshape(1, 3)
+        n_l = self.n_points
+        p, q, joints = p.reshape(n_t, n_l, 3), q.reshape(n_t, n_l, 3), joints.reshape(n_t, 2, 3)
+        root, jaw_joint = joints[:, :1], joints[:, 1:]
+        m = q - self.jaw_mix * jaw_joint  # [T, L, 3]
+        local = p - root + m @ a.transpose(1, 2)
+        x = local @ r_g.transpose(1, 2) + root + trans[:, None]
+
+        def coefficient_columns(cols: slice) -> Tensor:  # dX/dc for blendshape columns -> [T, L, 3, C]
+            (_, dp, _), (_, dq, _), (_, dj, _) = self.parts
+            dp, dq, dj = (d[cols].reshape(d[cols].shape[0], -1, 3) for d in (dp, dq, dj))  # [C, L|2, 3]
+            d_root, d_jaw = dj[:, :1], dj[:, 1:]
+            d_local = dp - d_root + torch.einsum("tab,clb->tcla", a, dq - self.jaw_mix * d_jaw)
+            d_x = torch.einsum("tab,tclb->tcla", r_g, d_local) + d_root[None]
+            return d_x.permute(0, 2, 3, 1)
+
+        d_expr = coefficient_columns(slice(e0, e0 + n_exp))
+        d_rg = _rotation_derivatives(rot, r_g)  # [T, 3 (i), 3, 3]
+        d_rot = torch.einsum("tiab,tlb->tlai", d_rg, local)
+        d_a = _rotation_derivatives(jaw, r_jaw)  # dA/dw_i = dR_j/dw_i
+        (_, _, fp), (_, _, fq), _ = self.parts
+        d_p = (d_a.reshape(n_t, 3, 9) @ fp).reshape(n_t, 3, n_l, 3)
+        d_q = (d_a.reshape(n_t, 3, 9) @ fq).reshape(n_t, 3, n_l, 3)
+        d_local_jaw = d_p + torch.einsum("tiab,tlb->tila", d_a, m) + torch.einsum("tab,tilb->tila", a, d_q)
+        d_jaw = torch.einsum("tab,tilb->tlai", r_g, d_local_jaw)
+        d_trans = eye.expand(n_t, n_l, 3, 3)
+        jac = torch.cat([d_expr, d_jaw, d_rot, d_trans], -1)
+        return x, jac, coefficient_columns(slice(0, n_s)) if with_shape else None
+
+
+def _rotation_derivatives(omega: Tensor, rotation: Tensor) -> Tensor:
+    """dR/d(omega_i) of axis-angle ``omega [T, 3]`` (``rotation`` = R(omega)) -> [T, 3, 3, 3], exact (Gallego and
+    Yezzi's formula), the skew matrices [e_i]x at zero angle."""
+    eye = torch.eye(3, dtype=omega.dtype)
+    theta2 = omega.square().sum(-1)  # [T]
+
+    def skew(v: Tensor) -> Tensor:  # [..., 3] -> [..., 3, 3]
+        x, y, z = v.unbind(-1)
+        zero = torch.zeros_like(x)
+        return torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(*v.shape[:-1], 3, 3)
+
+    small = theta2 < 1e-16
+    safe2 = torch.where(small, torch.ones_like(theta2), theta2)
+    w_skew = skew(omega)  # [T, 3, 3]
+    i_minus_r = eye - rotation
+    # omega x ((I - R) e_i) for each i: columns of (I - R)
+    cross = torch.linalg.cross(
+        omega[:, None, :].expand(-1, 3, -1), i_minus_r.transpose(1, 2), dim=-1
+    )  # [T, 3, 3]
+    general = (omega[:, :, None, None] * w_skew[:, None] + skew(cross)) / safe2[:, None, None, None]
+    general = general @ rotation[:, None]
+    at_zero = skew(eye)[None].expand(len(omega), -1, -1, -1)
+    return torch.where(small[:, None, None, None], at_zero, general)
 
 
 def _targets(image_or_landmarks: object) -> tuple[np.ndarray, tuple[int, int] | None]:
@@ -222,7 +345,7 @@ def fit_image(
         rig = _LandmarkRig(model)
 
         def residual() -> Tensor:
-            uv = camera.project(rig.landmarks(shape, expr, jaw, rot, trans)[None])[0, :, :2]
+            uv = camera.project(rig.landmarks(shape, expr, jaw, rot, trans))[0, :, :2]
             return (uv - target) / eye_px
 
         def run(variables: list[Tensor], rows: list[int] | slice, n_iter: int, prior: bool) -> None:

@@ -24,10 +24,16 @@ class FlameSample(Sample):
     Attributes:
         params: The ``.npz`` arrays as float32 tensors (``expression [T, Ne]``, ``jaw [T, 3]``, ...), unresampled.
         params_fps: Frame rate of ``params`` (the manifest line's fps).
+        head_pose: [T, 6] head rotation (axis-angle) and translation in camera space at the DataModule's fps, for
+            lines tracked from video (``head_rotation``, ``head_translation``); None otherwise. Not part of
+            ``motion``, which stays face-centred like every FLAME dataset.
+        camera: ``{"focal": px, "image_size": (H, W)}`` of a tracked video; None otherwise.
     """
 
     params: dict[str, Tensor] | None = None
     params_fps: float | None = None
+    head_pose: Tensor | None = None
+    camera: dict[str, Any] | None = None
 
 
 @torch.no_grad()
@@ -119,10 +125,18 @@ class ManifestDataset(Dataset):
                 torch.from_numpy(np.ascontiguousarray(resample_frames(params[k].numpy(), e.fps, self.fps)))
                 for k in ("expression", "jaw")
             )
+            head_pose = camera = None
+            if "head_rotation" in params and "head_translation" in params:
+                pose = torch.cat([params["head_rotation"], params["head_translation"]], -1).numpy()
+                head_pose = torch.from_numpy(np.ascontiguousarray(resample_frames(pose, e.fps, self.fps)))
+            if "focal" in params and "image_size" in params:
+                size = params["image_size"].round().long().tolist()
+                camera = {"focal": float(params["focal"]), "image_size": (size[0], size[1])}
             sample = FlameSample(
                 motion=torch.from_numpy(np.ascontiguousarray(motion)),
                 template=torch.from_numpy(flame_neutral(self.flame, e.shape)),
-                params=params, params_fps=e.fps, expression=expression, jaw=jaw, **common,
+                params=params, params_fps=e.fps, expression=expression, jaw=jaw, head_pose=head_pose,
+                camera=camera, **common,
             )  # fmt: skip
         if self.cache is not None:
             self.cache[index] = sample

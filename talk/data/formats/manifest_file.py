@@ -19,8 +19,13 @@ from talk.errors import DatasetError
 
 REQUIRED_KEYS = ("audio", "motion", "subject", "fps", "split")
 OPTIONAL_KEYS = ("dataset", "name")
-# FLAME parameter key -> per-frame width (None: any width); "shape" is per sequence.
-FLAME_KEYS: dict[str, int | None] = {"expression": None, "jaw": 3, "neck": 3, "eyes": 6, "global_pose": 3}
+# FLAME parameter key -> per-frame width (None: any width); "shape" is per sequence. head_rotation and
+# head_translation are the camera-space head pose that `talk track` writes (not decoded into the vertices).
+FLAME_KEYS: dict[str, int | None] = {
+    "expression": None, "jaw": 3, "neck": 3, "eyes": 6, "global_pose": 3, "head_rotation": 3, "head_translation": 3,
+}  # fmt: skip
+# per-sequence camera of a tracked video: focal length (px) and image size (H, W)
+CAMERA_KEYS: dict[str, tuple[int, ...]] = {"focal": (), "image_size": (2,)}
 REQUIRED_FLAME_KEYS = ("expression", "jaw")
 
 
@@ -90,14 +95,15 @@ def _check_npz(path: Path, where: str) -> tuple[int, tuple[float, ...] | None, i
             params = {k: np.asarray(npz[k]) for k in npz.files}
     except Exception as exc:  # noqa: BLE001
         raise ManifestError(f"{where}: {path} is not a readable .npz file ({exc}).") from None
-    allowed = [*FLAME_KEYS, "shape"]
+    allowed = [*FLAME_KEYS, "shape", *CAMERA_KEYS]
     unknown = sorted(set(params) - set(allowed))
     missing = [k for k in REQUIRED_FLAME_KEYS if k not in params]
     if unknown or missing:
         problem = f"lacks {missing}" if missing else f"has unknown key(s) {unknown}"
         raise ManifestError(
             f"{where}: {path} {problem}; FLAME motion needs expression [T,Ne] and jaw [T,3], optionally "
-            "neck [T,3], eyes [T,6], global_pose [T,3], shape [Ns]."
+            "neck [T,3], eyes [T,6], global_pose [T,3], shape [Ns], and a tracked video's head_rotation, "
+            "head_translation [T,3], focal [] and image_size [2]."
         )
     frames = params["expression"].shape[0] if params["expression"].ndim == 2 else -1
     for key, width in FLAME_KEYS.items():
@@ -109,6 +115,11 @@ def _check_npz(path: Path, where: str) -> tuple[int, tuple[float, ...] | None, i
             raise ManifestError(f"{where}: {path} key '{key}' has shape {a.shape}; expected {expected}.")
     if frames < 1:
         raise ManifestError(f"{where}: {path} has no frames (expression shape {params['expression'].shape}).")
+    for key, expected_shape in CAMERA_KEYS.items():
+        if key in params and params[key].shape != expected_shape:
+            raise ManifestError(
+                f"{where}: {path} key '{key}' has shape {params[key].shape}; expected {list(expected_shape)}."
+            )
     shape = params.get("shape")
     if shape is not None and shape.ndim != 1:
         raise ManifestError(f"{where}: {path} key 'shape' has shape {shape.shape}; expected [Ns].")
