@@ -8,10 +8,10 @@
 
 The camera is a pinhole at the origin looking down -z (``render.Camera`` with ``R = I``, ``T = 0``), focal length
 fixed (by default 1.2 times the image's long side, about a 45 degree field of view). The head is posed by the
-model's global rotation and translation. Two stages, both L-BFGS in float64 on the CPU (deterministic): the rigid
-pose from a few stable points (eye corners, nose, mouth corners, chin), initialised from the eye-corner distance;
-then everything (pose, translation, shape, expression, jaw) on every covered landmark, with L2 priors on shape,
-expression and jaw. Residuals are measured in units of the outer-eye-corner distance (FaceMesh 33 and 263), so the
+model's global rotation and translation. The solver is :func:`~talk.track.fit_video.fit_sequence`'s with one
+frame (Levenberg-Marquardt in float64 on the CPU, deterministic): the rigid pose from a few stable points (eye
+corners, nose, mouth corners, chin), initialised from the eye-corner distance; then everything (pose, translation,
+shape, expression, jaw) on every covered landmark, with L2 priors on shape, expression and jaw. Residuals are measured in units of the outer-eye-corner distance (FaceMesh 33 and 263), so the
 prior weights do not depend on the image size.
 """
 
@@ -268,8 +268,8 @@ def fit_image(
     shape_weight: float = 1e-4,
     expression_weight: float = 1e-4,
     jaw_weight: float = 1e-3,
-    rigid_iterations: int = 60,
-    iterations: int = 150,
+    rigid_iterations: int = 10,
+    iterations: int = 30,
 ) -> FitResult:
     """Fit shape, expression, jaw, head pose and translation to the 468 FaceMesh landmarks of one face.
 
@@ -285,8 +285,8 @@ def fit_image(
         shape_weight: L2 prior weight on the shape coefficients.
         expression_weight: L2 prior weight on the expression coefficients.
         jaw_weight: L2 prior weight on the jaw axis-angle (radians).
-        rigid_iterations: L-BFGS iterations of the rigid stage.
-        iterations: L-BFGS iterations of the full stage.
+        rigid_iterations: Levenberg-Marquardt iterations of the rigid stage.
+        iterations: Levenberg-Marquardt iterations of the full stage (it stops earlier once converged).
 
     Returns:
         The :class:`FitResult`.
@@ -320,75 +320,36 @@ def fit_image(
     camera = Camera(R=torch.eye(3, dtype=f64)[None], T=torch.zeros(1, 3, dtype=f64), focal=f, image_size=size)
     cx, cy = camera.center
 
-    dtype, threads = face_model.v_template.dtype, torch.get_num_threads()
-    # A few hundred points: thread start-up costs more than it saves (10x slower on 2 busy cores), so one thread.
-    torch.set_num_threads(1)
-    # float64 for L-BFGS, in place (restored below): a copy would cost the buffers twice
-    model = face_model.double()
-    faces, fidx, bary = model.faces, model.lmk_faces_idx, model.lmk_bary_coords.double()
+    from talk.track.fit_video import fit_sequence  # the same solver, with one frame
+
+    seq = fit_sequence(
+        targets_all[None], None, face_model, size, landmark_indices=idx, focal=f, shape_weight=shape_weight,
+        expression_weight=expression_weight, jaw_weight=jaw_weight, smooth_weight=0.0, robust_scale=0.0,
+        keyframes=1, rigid_iterations=rigid_iterations, identity_iterations=iterations, iterations=iterations,
+    )  # fmt: skip
+    full = seq.params()
+    params = FLAMEParams(
+        shape=full.shape, expression=full.expression, jaw_pose=full.jaw_pose, global_pose=full.global_pose,
+        translation=full.translation,
+    )  # fmt: skip
+    dtype = face_model.v_template.dtype
+    model = face_model.double()  # in place (restored below): a copy would cost the buffers twice
     try:
-        shape = torch.zeros(1, model.n_shape, dtype=f64, requires_grad=True)
-        expr = torch.zeros(1, 1, model.n_expression, dtype=f64, requires_grad=True)
-        jaw = torch.zeros(1, 1, 3, dtype=f64, requires_grad=True)
-        rot = torch.zeros(1, 1, 3, dtype=f64, requires_grad=True)
-        # Initial depth from the eye-corner distance, then x, y so that the template's centroid hits the targets'.
-        rest = surface_points(model.v_template, faces, fidx, bary)
-        eyes = [int(np.nonzero(idx == k)[0][0]) for k in EYE_OUTER if k in idx]
-        eye_m = float((rest[eyes[0]] - rest[eyes[1]]).norm()) if len(eyes) == 2 else 0.09
-        depth = f * eye_m / eye_px
-        centre = target[stable].mean(0)
-        rest_c = rest[stable].mean(0)
-        tx = (float(centre[0]) - cx) * depth / f - float(rest_c[0])
-        ty = -(float(centre[1]) - cy) * depth / f - float(rest_c[1])
-        trans = torch.tensor([[[tx, ty, -depth - float(rest_c[2])]]], dtype=f64, requires_grad=True)
-
-        rig = _LandmarkRig(model)
-
-        def residual() -> Tensor:
-            uv = camera.project(rig.landmarks(shape, expr, jaw, rot, trans))[0, :, :2]
-            return (uv - target) / eye_px
-
-        def run(variables: list[Tensor], rows: list[int] | slice, n_iter: int, prior: bool) -> None:
-            opt = torch.optim.LBFGS(
-                variables,
-                lr=1.0,
-                max_iter=n_iter,
-                tolerance_grad=1e-12,
-                tolerance_change=1e-14,
-                line_search_fn="strong_wolfe",
-            )
-
-            def closure() -> Tensor:
-                opt.zero_grad()
-                loss = residual()[rows].square().sum(-1).mean()
-                if prior:
-                    loss = (
-                        loss + shape_weight * shape.square().sum() + expression_weight * expr.square().sum()
-                    )
-                    loss = loss + jaw_weight * jaw.square().sum()
-                loss.backward()
-                return loss
-
-            opt.step(closure)
-
-        run([rot, trans], stable, rigid_iterations, prior=False)
-        run([rot, trans, shape, expr, jaw], slice(None), iterations, prior=True)
         with torch.no_grad():
-            params = FLAMEParams(
-                shape=shape.detach().float(),
-                expression=expr.detach().float(),
-                jaw_pose=jaw.detach().float(),
-                global_pose=rot.detach().float(),
-                translation=trans.detach().float(),
+            p64 = FLAMEParams(
+                **{
+                    k: getattr(params, k).double()
+                    for k in ("shape", "expression", "jaw_pose", "global_pose", "translation")
+                }
             )
-            verts = model(
-                FLAMEParams(shape=shape, expression=expr, jaw_pose=jaw, global_pose=rot, translation=trans)
-            )
+            verts = model(p64)
             vertices = verts.vertices[0, 0].float()
-            uv = camera.project(surface_points(verts.vertices[0, 0], faces, fidx, bary)[None])[0, :, :2]
+            pts = surface_points(
+                verts.vertices[0, 0], model.faces, model.lmk_faces_idx, model.lmk_bary_coords.double()
+            )
+            uv = camera.project(pts[None])[0, :, :2]
     finally:
         face_model.to(dtype)
-        torch.set_num_threads(threads)
     err = (uv - target).norm(dim=-1).numpy()
     return FitResult(
         params=params,

@@ -7,7 +7,8 @@
 
 The camera is :func:`~talk.track.fit.fit_image`'s: a pinhole at the origin looking down -z, focal fixed (by
 default 1.2 times the frame's long side), the head placed by the model's global rotation and translation. Three
-stages, each L-BFGS in float64 on the landmark vertices only (``_LandmarkRig``):
+stages, each batched Levenberg-Marquardt in float64 (:mod:`talk.track.solve`) on the landmark points alone, with
+closed-form Jacobians (``_LandmarkRig``):
 
 1. **Rigid**: rotation and translation of every frame on the stable points (eye corners, nose, mouth corners,
    chin, forehead), from a depth given by the eye-corner distance.
@@ -149,8 +150,8 @@ def fit_sequence(
             landmark's weigh less in the motion stage (weight ``1 / (1 + (r / (robust_scale * median))^2)``);
             0 = all landmarks weigh the same.
         keyframes: Frames fitted together with the shared identity.
-        chunk: Frames per motion chunk (memory and time per L-BFGS problem).
-        rigid_iterations, identity_iterations, iterations: L-BFGS iterations of the three stages.
+        chunk: Frames per motion chunk (memory and time per solve).
+        rigid_iterations, identity_iterations, iterations: Levenberg-Marquardt iterations of the three stages.
 
     Returns:
         The :class:`SequenceFit`.
