@@ -107,9 +107,6 @@ class _LandmarkRig:
             self.jaw_mix = mix_w.sum(1)[:, None]  # [L, 1]: W
             self.n_points = n_l
 
-            def basis(vertices: Tensor) -> Tensor:  # [..., K, 3] -> [..., (P, Q) 2L*3]
-                return torch.cat([mix @ vertices, mix_w @ vertices], -2).flatten(-2)
-
             joints = [0, 2]  # root and jaw
             rows = dirs[:, keep]
             # per part (P, Q, root and jaw joints): template [n], coefficient basis [S+E, n], jaw feature [9, n]
@@ -128,6 +125,26 @@ class _LandmarkRig:
             self.jreg = torch.cat([torch.zeros(n_j, n_k, dtype=f64), torch.eye(n_j, dtype=f64)], 1)
             self.weights = torch.cat([weights, torch.eye(n_j, dtype=f64)])
 
+    def _closed_form_parts(
+        self, shape: Tensor, expr: Tensor, jaw: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(R_j - I [T, 3, 3], P [T, L, 3], Q - W J2 [T, L, 3], J0 [T, 1, 3])`` for expression [T, E], jaw [T, 3].
+
+        One small product per part: slicing one big product costs a full-size zero fill per slice in backward.
+        """
+        n_t, n_exp = expr.shape
+        n_s, e0 = shape.shape[-1], self.n_shape
+        a = batch_rodrigues(jaw) - torch.eye(3, dtype=expr.dtype)
+        feature = a.reshape(n_t, 9)
+        p, q, joints = (
+            (t + shape.reshape(1, -1) @ d[:n_s])
+            + expr @ d[e0 : e0 + n_exp]
+            + (0 if f is None else feature @ f)
+            for t, d, f in self.parts
+        )
+        p, q, joints = p.reshape(n_t, -1, 3), q.reshape(n_t, -1, 3), joints.reshape(n_t, 2, 3)
+        return a, p, q - self.jaw_mix * joints[:, 1:], joints[:, :1]
+
     def landmarks(self, shape: Tensor, expr: Tensor, jaw: Tensor, rot: Tensor, trans: Tensor) -> Tensor:
         """[T, L, 3] landmarks for shape [1, S] (shared) and per frame expression [..., E] and jaw, rotation,
         translation [..., 3] (T = the number of expression rows; T = 1 for a photo). Neck and eyes are at rest."""
@@ -137,19 +154,8 @@ class _LandmarkRig:
         jaw, rot = jaw.reshape(n_t, 3), rot.reshape(n_t, 3)
         n_s, e0 = shape.shape[-1], self.n_shape
         if self.closed_form:
-            # separate small products per part: slicing one big product costs a full-size zero fill per slice
-            # in backward
-            r_jaw = batch_rodrigues(jaw) - torch.eye(3, dtype=expr.dtype)  # [T, 3, 3]: R - I
-            feature = r_jaw.reshape(n_t, 9)
-            p, q, joints = (
-                (t + shape.reshape(1, -1) @ d[:n_s])
-                + expr @ d[e0 : e0 + n_exp]
-                + (0 if f is None else feature @ f)
-                for t, d, f in self.parts
-            )
-            p, q, joints = p.reshape(n_t, -1, 3), q.reshape(n_t, -1, 3), joints.reshape(n_t, 2, 3)
-            root, jaw_joint = joints[:, :1], joints[:, 1:]
-            local = p - root + (q - self.jaw_mix * jaw_joint) @ r_jaw.transpose(1, 2)
+            a, p, m, root = self._closed_form_parts(shape, expr, jaw)
+            local = p - root + m @ a.transpose(1, 2)
             return local @ batch_rodrigues(rot).transpose(1, 2) + root + trans.reshape(n_t, 1, 3)
         identity = self.template + shape.reshape(-1) @ self.dirs[:n_s]
         shaped = identity + expr @ self.dirs[e0 : e0 + n_exp]  # [T, V' * 3]
@@ -173,21 +179,10 @@ class _LandmarkRig:
         assert self.closed_form, "landmarks_jacobian needs FLAME's skeleton"
         n_t, n_exp = expr.shape
         n_s, e0 = shape.shape[-1], self.n_shape
-        eye = torch.eye(3, dtype=expr.dtype)
-        r_jaw = batch_rodrigues(jaw)
-        a = r_jaw - eye  # [T, 3, 3]
-        r_g = batch_rodrigues(rot)
-        feature = a.reshape(n_t, 9)
-        p, q, joints = (
-            (t + shape.reshape(1, -1) @ d[:n_s])
-            + expr @ d[e0 : e0 + n_exp]
-            + (0 if f is None else feature @ f)
-            for t, d, f in self.parts
-        )
         n_l = self.n_points
-        p, q, joints = p.reshape(n_t, n_l, 3), q.reshape(n_t, n_l, 3), joints.reshape(n_t, 2, 3)
-        root, jaw_joint = joints[:, :1], joints[:, 1:]
-        m = q - self.jaw_mix * jaw_joint  # [T, L, 3]
+        eye = torch.eye(3, dtype=expr.dtype)
+        a, p, m, root = self._closed_form_parts(shape, expr, jaw)
+        r_g = batch_rodrigues(rot)
         local = p - root + m @ a.transpose(1, 2)
         x = local @ r_g.transpose(1, 2) + root + trans[:, None]
 
@@ -202,7 +197,7 @@ class _LandmarkRig:
         d_expr = coefficient_columns(slice(e0, e0 + n_exp))
         d_rg = _rotation_derivatives(rot, r_g)  # [T, 3 (i), 3, 3]
         d_rot = torch.einsum("tiab,tlb->tlai", d_rg, local)
-        d_a = _rotation_derivatives(jaw, r_jaw)  # dA/dw_i = dR_j/dw_i
+        d_a = _rotation_derivatives(jaw, a + eye)  # dA/dw_i = dR_j/dw_i
         (_, _, fp), (_, _, fq), _ = self.parts
         d_p = (d_a.reshape(n_t, 3, 9) @ fp).reshape(n_t, 3, n_l, 3)
         d_q = (d_a.reshape(n_t, 3, 9) @ fq).reshape(n_t, 3, n_l, 3)
