@@ -86,7 +86,7 @@ def track(
 
     done = skipped = 0
     for path, folder_subject in found:
-        if not overwrite and tracker.record_path(path.stem).is_file():
+        if not overwrite and tracker.finished(path.stem) is not None:
             skipped += 1
             continue
         video = open_video(path)

@@ -27,7 +27,6 @@ from torch import Tensor
 from motion.face.flame import FLAME, FLAMEParams, batch_rodrigues, lbs
 from render import Camera
 from talk.errors import UserError
-from talk.track.embedding import surface_points
 
 __all__ = ["FitError", "FitResult", "fit_image"]
 
@@ -299,21 +298,14 @@ def fit_image(
             f"fit_image: landmark_indices must give one FaceMesh index (0-467) per model landmark ({n_lmk}), "
             f"got {len(idx)}."
         )
-    stable = [i for i, k in enumerate(idx) if k in STABLE]
     if n_lmk < 6:
         raise FitError(f"fit_image: the embedding covers {n_lmk} FaceMesh points; at least 6 are needed.")
-    if len(stable) < 4:  # the rigid stage then starts from every covered point
-        stable = list(range(n_lmk))
-    f64 = torch.float64
-    target = torch.as_tensor(targets_all[idx], dtype=f64)
     eye_px = float(np.linalg.norm(targets_all[EYE_OUTER[0]] - targets_all[EYE_OUTER[1]]))
     if not eye_px > 1.0:
         raise FitError(
             f"fit_image: the outer eye corners are {eye_px:.1f} px apart; the landmarks are degenerate."
         )
     f = float(focal) if focal is not None else 1.2 * max(size)
-    camera = Camera(R=torch.eye(3, dtype=f64)[None], T=torch.zeros(1, 3, dtype=f64), focal=f, image_size=size)
-    cx, cy = camera.center
 
     from talk.track.fit_video import fit_sequence  # the same solver, with one frame
 
@@ -327,31 +319,16 @@ def fit_image(
         shape=full.shape, expression=full.expression, jaw_pose=full.jaw_pose, global_pose=full.global_pose,
         translation=full.translation,
     )  # fmt: skip
-    dtype = face_model.v_template.dtype
-    model = face_model.double()  # in place (restored below): a copy would cost the buffers twice
-    try:
-        with torch.no_grad():
-            p64 = FLAMEParams(
-                **{
-                    k: getattr(params, k).double()
-                    for k in ("shape", "expression", "jaw_pose", "global_pose", "translation")
-                }
-            )
-            verts = model(p64)
-            vertices = verts.vertices[0, 0].float()
-            pts = surface_points(
-                verts.vertices[0, 0], model.faces, model.lmk_faces_idx, model.lmk_bary_coords.double()
-            )
-            uv = camera.project(pts[None])[0, :, :2]
-    finally:
-        face_model.to(dtype)
-    err = (uv - target).norm(dim=-1).numpy()
+    with torch.no_grad():
+        vertices = face_model(params).vertices[0, 0]
+    uv = seq.landmarks[0]
+    err = np.linalg.norm(uv - targets_all[idx], axis=-1)
     return FitResult(
         params=params,
-        camera=Camera(R=camera.R.float(), T=camera.T.float(), focal=f, image_size=size),
+        camera=Camera(R=torch.eye(3)[None], T=torch.zeros(1, 3), focal=f, image_size=size),
         vertices=vertices,
-        landmarks=uv.numpy(),
-        targets=target.numpy(),
+        landmarks=uv,
+        targets=targets_all[idx],
         landmark_indices=idx,
         residual_px=err,
         mean_residual_px=float(err.mean()),

@@ -210,6 +210,10 @@ def fit_sequence(
         depth = (-p[..., 2]).clamp(min=1e-6)
         return torch.stack([cx + f * p[..., 0] / depth, cy - f * p[..., 1] / depth], -1)
 
+    def split(x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """State [N, E + 9] -> expression, jaw, rotation, translation (metres)."""
+        return x[:, :n_exp], x[:, n_exp : n_exp + 3], x[:, n_exp + 3 : n_exp + 6], x[:, n_exp + 6 :] * eye_m
+
     sqrt_w = torch.as_tensor(ok, dtype=f64).sqrt()[:, None]
 
     def residuals(
@@ -222,14 +226,6 @@ def fit_sequence(
         factor = (w / (scale * math.sqrt(n_cols)))[..., None]  # [N, 1, 1]
         if landmark_weight is not None:
             factor = factor * landmark_weight.sqrt()[None, :, None]  # [N, L, 1]
-
-        def split(x: Tensor) -> tuple[Tensor, ...]:
-            return (
-                x[:, :n_exp],
-                x[:, n_exp : n_exp + 3],
-                x[:, n_exp + 3 : n_exp + 6],
-                x[:, n_exp + 6 :] * eye_m,
-            )
 
         def fn(x: Tensor, shape_: Tensor | None, fixed_shape: Tensor | None = None) -> Tensor:
             shp = shape_ if shape_ is not None else fixed_shape
@@ -245,7 +241,7 @@ def fit_sequence(
                 * torch.cat([torch.ones(n_exp + 6, dtype=f64), torch.full((3,), eye_m, dtype=f64)]),
             )
             depth = (-pts[..., 2]).clamp(min=1e-6)
-            uv = torch.stack([cx + f * pts[..., 0] / depth, cy - f * pts[..., 1] / depth], -1)
+            uv = project(pts)
             # d(u, v)/dX: u = cx + f X / d, v = cy - f Y / d, d = -Z
             du = torch.stack(
                 [f / depth, torch.zeros_like(depth), f * pts[..., 0] / depth**2], -1
@@ -317,10 +313,8 @@ def fit_sequence(
         # Robust landmark weights: a point the model cannot follow in the keyframes (where the detector's
         # notion of it and the embedding disagree, e.g. silhouette points) counts less, Cauchy-style.
         with torch.no_grad():
-            k_e, k_j, k_r, k_t = (key_state[:, :n_exp], key_state[:, n_exp : n_exp + 3],
-                                  key_state[:, n_exp + 3 : n_exp + 6], key_state[:, n_exp + 6 :] * eye_m)  # fmt: skip
             per_point = (
-                (project(rig.landmarks(shape, k_e, k_j, k_r, k_t)) - targets[keys]).norm(dim=-1).mean(0)
+                (project(rig.landmarks(shape, *split(key_state))) - targets[keys]).norm(dim=-1).mean(0)
             )
             typical = per_point.median().clamp(min=1e-3 * scale)
             landmark_weight = 1.0 / (1.0 + (per_point / (robust_scale * typical)).square())
@@ -339,22 +333,10 @@ def fit_sequence(
                 iterations=iterations,
                 jacobian=None if not closed else lambda x, _s, jac=jac: jac(x, None, shape),
             )[0]
-        expression, jaw = state[:, :n_exp], state[:, n_exp : n_exp + 3]
-        rotation, translation = state[:, n_exp + 3 : n_exp + 6], state[:, n_exp + 6 :] * eye_m
+        expression, jaw, rotation, translation = split(state)
         with torch.no_grad():
             uv = torch.cat(
-                [
-                    project(
-                        rig.landmarks(
-                            shape,
-                            expression[s : s + chunk],
-                            jaw[s : s + chunk],
-                            rotation[s : s + chunk],
-                            translation[s : s + chunk],
-                        )
-                    )
-                    for s in range(0, n_t, chunk)
-                ]
+                [project(rig.landmarks(shape, *split(state[s : s + chunk]))) for s in range(0, n_t, chunk)]
             )
     finally:
         torch.set_num_threads(threads)

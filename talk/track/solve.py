@@ -117,20 +117,18 @@ def levenberg_marquardt(
                 h_ss = torch.einsum("trn,trm->nm", j_s, j_s) + torch.diag(prior_s)
                 h_ts = j.transpose(1, 2) @ j_s  # [T, P, N]
                 g_s = torch.einsum("trn,tr->n", j_s, r) + prior_s * s
+            # each frame's block of the normal matrix: J'J, the prior and its share of the smoothness
+            h_base = jtj + torch.diag_embed(prior.expand_as(x))
+            if smooth is not None:
+                degree = torch.full((len(x), 1), 2.0, dtype=x.dtype)  # neighbours of each frame
+                degree[-1] = 1.0
+                if anchor is None:
+                    degree[0] = 1.0 if len(x) > 1 else 0.0
+                h_base = h_base + torch.diag_embed(smooth * degree)
+            diagonal = torch.diag_embed(torch.diagonal(h_base, dim1=1, dim2=2))
             improved = False
             for _attempt in range(6):
-                h = jtj + torch.diag_embed(prior.expand_as(x))
-                if smooth is not None:
-                    degree = torch.full((len(x), 1), 2.0, dtype=x.dtype)
-                    degree[-1] = 1.0
-                    if anchor is None:
-                        degree[0] = 1.0 if len(x) > 1 else 0.0
-                    h_block = h + torch.diag_embed(smooth * degree)
-                else:
-                    h_block = h
-                h_block = (
-                    h_block + mu * torch.diag_embed(torch.diagonal(h_block, dim1=1, dim2=2)) + 1e-12 * eye
-                )
+                h_block = h_base + mu * diagonal + 1e-12 * eye
                 if s is None and smooth is None:
                     dx, ds = torch.linalg.solve(h_block, -g[..., None])[..., 0], None
                 elif s is not None:

@@ -185,12 +185,14 @@ class Tracker:
     def record_path(self, name: str) -> Path:
         return self.out / "tracks" / f"{name}.json"
 
+    def finished(self, name: str) -> TrackRecord | None:
+        """The record of video ``name`` when it is already tracked, else None."""
+        path = self.record_path(name)
+        return TrackRecord(**json.loads(path.read_text())) if path.is_file() else None
+
     def records(self) -> list[TrackRecord]:
         """Every finished video of the folder, by name."""
-        out = []
-        for path in sorted((self.out / "tracks").glob("*.json")):
-            out.append(TrackRecord(**json.loads(path.read_text())))
-        return out
+        return [self.finished(path.stem) for path in sorted((self.out / "tracks").glob("*.json"))]
 
     def write_manifest(self) -> Path:
         lines = [json.dumps(r.manifest_line()) for r in self.records()]
@@ -212,8 +214,9 @@ class Tracker:
         video = video_path if isinstance(video_path, TalkingVideo) else None
         video_path = video.path if video is not None else Path(video_path)
         name = name or video_path.stem
-        if not overwrite and self.record_path(name).is_file():
-            return TrackRecord(**json.loads(self.record_path(name).read_text()))
+        done = None if overwrite else self.finished(name)
+        if done is not None:
+            return done
         start = time.perf_counter()
         video = video or open_video(video_path)
         wav = video.audio(SAMPLE_RATE)
@@ -266,6 +269,7 @@ class Tracker:
     def _write_preview(
         self, path: Path, video: TalkingVideo, points: np.ndarray, valid: np.ndarray, fit: SequenceFit
     ) -> None:
+        from motion.face.flame import FLAMEParams
         from render import Camera, TorchRasterizer, VideoWriter
         from talk.track.overlay import draw_points
 
@@ -278,7 +282,7 @@ class Tracker:
                 rows = slice(start, start + len(frames))
                 with torch.no_grad():
                     verts = self.model(
-                        type(params)(
+                        FLAMEParams(
                             shape=params.shape, expression=params.expression[:, rows], jaw_pose=params.jaw_pose[:, rows],
                             global_pose=params.global_pose[:, rows], translation=params.translation[:, rows],
                         )
