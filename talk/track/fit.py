@@ -17,6 +17,7 @@ prior weights do not depend on the image size.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,6 +125,21 @@ class _LandmarkRig:
             self.jreg = torch.cat([torch.zeros(n_j, n_k, dtype=f64), torch.eye(n_j, dtype=f64)], 1)
             self.weights = torch.cat([weights, torch.eye(n_j, dtype=f64)])
 
+    def subset(self, rows: list[int]) -> _LandmarkRig:
+        """The same rig restricted to the landmarks ``rows`` (closed form only): cheaper solves on a few points."""
+        assert self.closed_form, "subset needs FLAME's skeleton"
+        out = copy.copy(self)
+        index = torch.as_tensor(rows)
+
+        def pick(a: Tensor) -> Tensor:  # [..., L * 3] -> [..., len(rows) * 3]
+            return a.reshape(*a.shape[:-1], -1, 3)[..., index, :].flatten(-2)
+
+        (tp, dp, fp), (tq, dq, fq), joints = self.parts
+        out.parts = [(pick(tp), pick(dp), pick(fp)), (pick(tq), pick(dq), pick(fq)), joints]
+        out.jaw_mix, out.n_points = self.jaw_mix[index], len(rows)
+        out.tri, out.bary = self.tri[index], self.bary[index]
+        return out
+
     def _closed_form_parts(
         self, shape: Tensor, expr: Tensor, jaw: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -175,6 +191,17 @@ class _LandmarkRig:
             ``(X [T, L, 3], dX/d(expression, jaw, rotation, translation) [T, L, 3, E + 9], dX/dshape [T, L, 3, S]
             or None)``.
         """
+        x, pieces, d_shape = self.jacobian_pieces(shape, expr, jaw, rot, trans, with_shape)
+        d_trans = torch.eye(3, dtype=x.dtype).expand(x.shape[0], x.shape[1], 3, 3)
+        jac = torch.cat([piece.permute(0, 2, 3, 1) for piece in pieces] + [d_trans], -1)
+        return x, jac, None if d_shape is None else d_shape.permute(0, 2, 3, 1)
+
+    def jacobian_pieces(
+        self, shape: Tensor, expr: Tensor, jaw: Tensor, rot: Tensor, trans: Tensor, with_shape: bool = False
+    ) -> tuple[Tensor, list[Tensor], Tensor | None]:
+        """:meth:`landmarks_jacobian` without the copy into one tensor: ``(X [T, L, 3], [dX/dexpression [T, E, L, 3],
+        dX/djaw [T, 3, L, 3], dX/drotation [T, 3, L, 3]], dX/dshape [T, S, L, 3] or None)``; dX/dtranslation is
+        the identity."""
         assert self.closed_form, "landmarks_jacobian needs FLAME's skeleton"
         n_t, n_exp = expr.shape
         n_s, e0 = shape.shape[-1], self.n_shape
@@ -185,26 +212,23 @@ class _LandmarkRig:
         local = p - root + m @ a.transpose(1, 2)
         x = local @ r_g.transpose(1, 2) + root + trans[:, None]
 
-        def coefficient_columns(cols: slice) -> Tensor:  # dX/dc for blendshape columns -> [T, L, 3, C]
+        def coefficient_columns(cols: slice) -> Tensor:  # dX/dc for blendshape columns -> [T, C, L, 3]
             (_, dp, _), (_, dq, _), (_, dj, _) = self.parts
             dp, dq, dj = (d[cols].reshape(d[cols].shape[0], -1, 3) for d in (dp, dq, dj))  # [C, L|2, 3]
             d_root, d_jaw = dj[:, :1], dj[:, 1:]
             d_local = dp - d_root + torch.einsum("tab,clb->tcla", a, dq - self.jaw_mix * d_jaw)
-            d_x = torch.einsum("tab,tclb->tcla", r_g, d_local) + d_root[None]
-            return d_x.permute(0, 2, 3, 1)
+            return torch.einsum("tab,tclb->tcla", r_g, d_local) + d_root[None]
 
         d_expr = coefficient_columns(slice(e0, e0 + n_exp))
         d_rg = _rotation_derivatives(rot, r_g)  # [T, 3 (i), 3, 3]
-        d_rot = torch.einsum("tiab,tlb->tlai", d_rg, local)
+        d_rot = torch.einsum("tiab,tlb->tila", d_rg, local)
         d_a = _rotation_derivatives(jaw, a + eye)  # dA/dw_i = dR_j/dw_i
         (_, _, fp), (_, _, fq), _ = self.parts
         d_p = (d_a.reshape(n_t, 3, 9) @ fp).reshape(n_t, 3, n_l, 3)
         d_q = (d_a.reshape(n_t, 3, 9) @ fq).reshape(n_t, 3, n_l, 3)
         d_local_jaw = d_p + torch.einsum("tiab,tlb->tila", d_a, m) + torch.einsum("tab,tilb->tila", a, d_q)
-        d_jaw = torch.einsum("tab,tilb->tlai", r_g, d_local_jaw)
-        d_trans = eye.expand(n_t, n_l, 3, 3)
-        jac = torch.cat([d_expr, d_jaw, d_rot, d_trans], -1)
-        return x, jac, coefficient_columns(slice(0, n_s)) if with_shape else None
+        d_jaw = torch.einsum("tab,tilb->tila", r_g, d_local_jaw)
+        return x, [d_expr, d_jaw, d_rot], coefficient_columns(slice(0, n_s)) if with_shape else None
 
 
 def _rotation_derivatives(omega: Tensor, rotation: Tensor) -> Tensor:

@@ -215,6 +215,7 @@ def fit_sequence(
         return x[:, :n_exp], x[:, n_exp : n_exp + 3], x[:, n_exp + 3 : n_exp + 6], x[:, n_exp + 6 :] * eye_m
 
     sqrt_w = torch.as_tensor(ok, dtype=f64).sqrt()[:, None]
+    n_p = n_exp + 9  # per-frame variables: expression, jaw, rotation, translation
 
     def residuals(
         frames: Tensor, cols: list[int] | slice = slice(None), landmark_weight: Tensor | None = None
@@ -222,6 +223,8 @@ def fit_sequence(
         """Residuals of ``frames`` and their Jacobians: ``fn(x [N, E + 9], shape [S] or None, fixed_shape)`` ->
         [N, 2 L'] weighted residuals, x = (expression, jaw, rotation, translation / eye_m)."""
         tgt, w = targets[frames][:, cols], sqrt_w[frames]
+        # a few points (the rigid stage): a rig of those points alone, not all of them computed and dropped
+        part, cols = (rig.subset(cols), slice(None)) if isinstance(cols, list) and closed else (rig, cols)
         n_cols = tgt.shape[1]
         factor = (w / (scale * math.sqrt(n_cols)))[..., None]  # [N, 1, 1]
         if landmark_weight is not None:
@@ -229,35 +232,33 @@ def fit_sequence(
 
         def fn(x: Tensor, shape_: Tensor | None, fixed_shape: Tensor | None = None) -> Tensor:
             shp = shape_ if shape_ is not None else fixed_shape
-            uv = project(rig.landmarks(shp, *split(x))[:, cols])
+            uv = project(part.landmarks(shp, *split(x))[:, cols])
             return ((uv - tgt) * factor).flatten(1)
 
         def jac(x: Tensor, shape_: Tensor | None, fixed_shape: Tensor | None = None) -> tuple:
             shp = shape_ if shape_ is not None else fixed_shape
-            pts, d_x, d_s = rig.landmarks_jacobian(shp, *split(x), with_shape=shape_ is not None)
-            pts, d_x = (
-                pts[:, cols],
-                d_x[:, cols]
-                * torch.cat([torch.ones(n_exp + 6, dtype=f64), torch.full((3,), eye_m, dtype=f64)]),
-            )
+            pts, pieces, d_s = part.jacobian_pieces(shp, *split(x), with_shape=shape_ is not None)
             depth = (-pts[..., 2]).clamp(min=1e-6)
-            uv = project(pts)
             # d(u, v)/dX: u = cx + f X / d, v = cy - f Y / d, d = -Z
-            du = torch.stack(
-                [f / depth, torch.zeros_like(depth), f * pts[..., 0] / depth**2], -1
-            )  # [N, L, 3]
-            dv = torch.stack([torch.zeros_like(depth), -f / depth, -f * pts[..., 1] / depth**2], -1)
+            zero = torch.zeros_like(depth)
+            du = torch.stack([f / depth, zero, f * pts[..., 0] / depth**2], -1)  # [N, L, 3]
+            dv = torch.stack([zero, -f / depth, -f * pts[..., 1] / depth**2], -1)
             proj = torch.stack([du, dv], -2) * factor[..., None]  # [N, L, 2, 3]
-            r = ((uv - tgt) * factor).flatten(1)
-            j_x = (proj @ d_x).flatten(1, 2)
-            j_s = None if d_s is None else (proj @ d_s[:, cols]).flatten(1, 2)
-            return r, j_x, j_s
+            r = ((project(pts) - tgt) * factor).flatten(1)
+            # each piece projected straight into its columns (no [N, L, 3, P] copy)
+            j_x = torch.empty(*proj.shape[:3], n_p, dtype=f64)
+            col = 0
+            for piece in pieces:
+                j_x[..., col : col + piece.shape[1]] = torch.einsum("tlkc,tplc->tlkp", proj, piece)
+                col += piece.shape[1]
+            j_x[..., col:] = proj * eye_m  # translation, in units of eye_m
+            j_s = None if d_s is None else torch.einsum("tlkc,tplc->tlkp", proj, d_s).flatten(1, 2)
+            return r, j_x.flatten(1, 2), j_s
 
         return fn, jac
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small dense problems: thread start-up costs more than it saves
-    n_p = n_exp + 9
     prior = torch.cat(
         [torch.full((n_exp,), expression_weight), torch.full((3,), jaw_weight), torch.zeros(6)]
     ).to(f64)

@@ -33,13 +33,15 @@ import torch
 
 from talk.errors import UserError
 from talk.files import write_atomic, write_text_atomic
-from talk.track.detect import NUM_LANDMARKS, default_models
+from talk.track.detect import NUM_LANDMARKS, FaceDetections, default_models
 from talk.track.fit_video import SequenceFit, fit_sequence
 from talk.track.video import TalkingVideo, VideoReadError, open_video
 
 __all__ = ["TrackRecord", "Tracker", "track_landmarks"]
 
 SAMPLE_RATE = 16000
+_MESH_TINT = np.array([0.55, 0.8, 1.0], np.float32)  # the preview's bluish mesh colour
+_MESH_ALPHA = 0.45
 
 
 @dataclass(frozen=True)
@@ -77,14 +79,17 @@ class TrackRecord:
 def track_landmarks(
     video: TalkingVideo,
     chunk: int = 64,
+    detect_every: int = 4,
     min_face_size: float = 32.0,
     presence_threshold: float = 0.5,
     on_frames: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Detect the face and its 468 FaceMesh landmarks in every frame.
 
-    Every frame is searched (one detector batch per chunk); the largest face big enough is kept. A frame where
-    the detector misses reuses the previous frame's box, and the landmark network's presence score decides.
+    The detector runs on every ``detect_every``-th frame (one batch per chunk) and keeps the largest face big
+    enough; the frames between take the latest detection's box, as MediaPipe's video mode takes the previous
+    frame's region: a face moves little in a few frames, and the landmark crop is 1.5 times the face. A frame
+    whose landmarks then fail the presence score is detected on its own and tried again.
 
     Returns:
         ``(points [T, 468, 2] float32, valid [T] bool)``; rows of invalid frames are zero.
@@ -92,27 +97,46 @@ def track_landmarks(
     detector, landmarker = default_models()
     points, valid = [], []
     last: tuple[torch.Tensor, torch.Tensor] | None = None
-    for frames in video.chunks(chunk):
-        found = detector.detect_frames(frames)
-        boxes, keypoints, has = [], [], []
-        for faces in found:
-            sides = (faces.boxes[:, 2:] - faces.boxes[:, :2]).amax(-1) if len(faces.scores) else None
-            if sides is not None and bool((sides >= min_face_size).any()):
-                i = int(torch.argmax(torch.where(sides >= min_face_size, sides, -1.0)))
-                last = (faces.boxes[i], faces.keypoints[i])
-            has.append(last is not None)
-            if last is not None:
-                boxes.append(last[0])
-                keypoints.append(last[1])
+    seen = 0
+
+    def largest(faces: FaceDetections) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if len(faces.scores) == 0:
+            return None
+        sides = (faces.boxes[:, 2:] - faces.boxes[:, :2]).amax(-1)
+        if not bool((sides >= min_face_size).any()):
+            return None
+        i = int(torch.argmax(torch.where(sides >= min_face_size, sides, -1.0)))
+        return faces.boxes[i], faces.keypoints[i]
+
+    def landmarks(frames: np.ndarray, regions: list) -> tuple[np.ndarray, np.ndarray]:
         rows = np.zeros((len(frames), NUM_LANDMARKS, 2), np.float32)
         ok = np.zeros(len(frames), bool)
-        index = np.nonzero(has)[0]
+        index = np.array([i for i, r in enumerate(regions) if r is not None], np.int64)
         if len(index):
-            marks = landmarker.landmarks_frames(frames[index], torch.stack(boxes), torch.stack(keypoints))
+            boxes = torch.stack([regions[i][0] for i in index])
+            keypoints = torch.stack([regions[i][1] for i in index])
+            marks = landmarker.landmarks_frames(frames[index], boxes, keypoints)
             rows[index] = marks.points[..., :2].numpy()
             ok[index] = marks.presence.numpy() >= presence_threshold
+        return rows, ok
+
+    for frames in video.chunks(chunk):
+        keys = [i for i in range(len(frames)) if (seen + i) % detect_every == 0]
+        found = dict(zip(keys, detector.detect_frames(frames[keys]), strict=True)) if keys else {}
+        regions = []
+        for i in range(len(frames)):
+            if i in found:
+                last = largest(found[i]) or last
+            regions.append(last)
+        rows, ok = landmarks(frames, regions)
+        retry = [i for i in np.nonzero(~ok)[0] if i not in found]  # a stale box may have lost the face
+        if retry:
+            fresh = [largest(f) for f in detector.detect_frames(frames[retry])]
+            again, again_ok = landmarks(frames[retry], fresh)
+            rows[retry], ok[retry] = again, again_ok
         points.append(rows * ok[:, None, None])
         valid.append(ok)
+        seen += len(frames)
         if on_frames is not None:
             on_frames(len(frames))
     return np.concatenate(points), np.concatenate(valid)
@@ -288,16 +312,12 @@ class Tracker:
                         )
                     ).vertices[0]  # fmt: skip
                 out = renderer.render(verts, self.model.faces, camera)
-                shaded = out.image[..., :3].numpy()
-                mask = out.mask.numpy()[..., None].astype(np.float32) * 0.45
-                image = (
-                    frames.astype(np.float32) / 255 * (1 - mask) + shaded * np.array([0.55, 0.8, 1.0]) * mask
-                )
-                image = (image.clip(0, 1) * 255).round().astype(np.uint8)
-                for k in range(len(frames)):
-                    t = start + k
-                    if valid[t]:
-                        draw_points(image[k], points[t], (40, 230, 40), radius=1)
-                    draw_points(image[k], fit.landmarks[t], (240, 40, 40), radius=1)
+                # blend the shaded mesh over the face pixels only (the rest of the frame is copied)
+                image = frames.copy()
+                on = out.mask.numpy()
+                tinted = out.image[..., :3].numpy()[on] * (_MESH_TINT * 255 * _MESH_ALPHA)
+                image[on] = (image[on] * (1 - _MESH_ALPHA) + tinted).clip(0, 255).astype(np.uint8)
+                draw_points(image, points[rows], (40, 230, 40), radius=1, frames=valid[rows])
+                draw_points(image, fit.landmarks[rows], (240, 40, 40), radius=1)
                 writer.write(image)
                 start += len(frames)
