@@ -4,7 +4,8 @@ Pipeline of :class:`TorchRasterizer`: vertices are moved to camera space and pro
 :func:`rasterize` scan-converts the triangles with the numba kernels in :mod:`render._raster_kernel` and returns
 per-pixel face ids, perspective-correct barycentrics and depth; smooth vertex normals (torch) and optional vertex
 colours are interpolated at the covered pixels and shaded by a fused numba kernel (:mod:`render._shade_kernel`)
-that implements the torch reference formulas of :mod:`render.shading`. This path has no autograd;
+that implements the torch reference formulas of :mod:`render.shading`. The numpy side of both steps is
+:mod:`render.raster_core` (torch-free, so that :mod:`render.worker` can draw frames in a process without torch). This path has no autograd;
 :mod:`render.differentiable` keeps its visibility pass and redoes the rest in torch for gradients.
 
 Sampling: pixel ``(i, j)`` is covered by a triangle when its centre ``(j + 0.5, i + 0.5)`` lies inside it; centres
@@ -15,26 +16,20 @@ There is no anti-aliasing: the mask is binary.
 
 from __future__ import annotations
 
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import numba
 import numpy as np
 import torch
 from torch import Tensor
 
-from render._raster_kernel import bin_faces, raster_bands, setup_faces
-from render._shade_kernel import MODE_LAMBERT, MODE_NORMALS, MODE_PHONG, composite_uint8, shade_pixels
 from render.camera import Camera
-from render.shading import DEFAULT_ALBEDO, check_shading_options, vertex_normals
+from render.raster_core import ZNEAR, Projected, RasterArrays, Shading, composite, draw, rasterize_arrays
+from render.shading import check_shading_options, vertex_normals
 
 __all__ = ["Fragments", "RenderOutput", "MeshRenderer", "TorchRasterizer", "rasterize", "to_uint8", "ZNEAR"]
-
-ZNEAR = 1e-4  # metres; faces closer than this to the camera plane are dropped
-_MODES = {"phong": MODE_PHONG, "lambert": MODE_LAMBERT, "normals": MODE_NORMALS}
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,32 +93,6 @@ class MeshRenderer(ABC):
         """
 
 
-def _band_order(n_bands: int, n_threads: int) -> np.ndarray:
-    # numba's prange hands each thread a contiguous chunk; interleave bands so every thread gets rows from
-    # the top, middle and bottom of the image (a face is rarely uniform over the frame).
-    order = [np.arange(k, n_bands, n_threads) for k in range(min(n_threads, n_bands))]
-    return np.concatenate(order).astype(np.int64)
-
-
-def _prefer_workqueue_layer() -> None:
-    """Use numba's ``workqueue`` threading layer unless the user chose one (``NUMBA_THREADING_LAYER``).
-
-    With numba's default pick (OpenMP here, sharing torch's libgomp) idle workers spin between parallel regions.
-    A frame alternates short numba regions with torch, Python and ffmpeg work, and on a small or shared machine
-    the spinning threads take the cores that work needs: on 2 loaded cores, rasterizing 256x256 cost 16 ms of
-    CPU with OpenMP and 3.6 ms with workqueue. ``OMP_WAIT_POLICY`` cannot help from here (libgomp reads it when
-    torch is imported). The layer is picked at numba's first parallel launch or ``numba.set_num_threads`` call,
-    hence this runs at import. workqueue is fork-safe but rejects concurrent launches from several Python
-    threads, so every launch of this module holds ``_LAUNCH_LOCK``.
-    """
-    if numba.config.THREADING_LAYER == "default":
-        numba.config.THREADING_LAYER = "workqueue"
-
-
-_prefer_workqueue_layer()
-_LAUNCH_LOCK = threading.Lock()
-
-
 def rasterize(
     uvz: Tensor,
     faces: Tensor,
@@ -149,50 +118,19 @@ def rasterize(
     if height <= 0 or width <= 0:
         raise ValueError(f"rasterize: `image_size` must be positive (H, W), got {image_size}.")
     uvz, faces = _check_mesh(uvz, faces)  # out-of-range faces would read out of bounds in the kernels
-    uvz_np = np.ascontiguousarray(uvz.detach().to("cpu", torch.float64).numpy())
-    faces_np = np.ascontiguousarray(faces.detach().to("cpu", torch.int64).numpy())
-    n_batch, n_faces = uvz_np.shape[0], faces_np.shape[0]
-    fixed = np.empty((n_batch, n_faces, 6), np.int64)
-    keys = np.empty((n_batch, n_faces, 3), np.float64)
-    inv_area = np.empty((n_batch, n_faces), np.float64)
-    bbox = np.empty((n_batch, n_faces, 4), np.int64)
-    flags = np.empty((n_batch, n_faces), np.int8)
-    zbuf = np.empty((n_batch, height, width), np.float32)  # every pixel is written by the kernel
-    face_ids = np.empty((n_batch, height, width), np.int64)
-    bary = np.empty((n_batch, height, width, 3), np.float32)
-    cull, persp = bool(cull_backfaces), bool(perspective)
-    with _LAUNCH_LOCK:
-        setup_faces(
-            uvz_np, faces_np, height, width, cull, persp, float(znear), fixed, keys, inv_area, bbox, flags
-        )
-        n_threads = numba.get_num_threads()
-        # Bands of <= 16 rows keep the band-local z-buffer in cache; >= ~4 bands per thread balance the load.
-        band_height = max(1, min(16, -(-height // (4 * n_threads))))
-        n_bands = -(-height // band_height)
-        offsets, items = bin_faces(bbox, flags, band_height, n_bands)
-        order = _band_order(n_bands, n_threads)
-        raster_bands(
-            fixed,
-            keys,
-            inv_area,
-            bbox,
-            flags,
-            offsets,
-            items,
-            order,
-            band_height,
-            persp,
-            zbuf,
-            face_ids,
-            bary,
-        )
+    uvz_np = uvz.detach().to("cpu", torch.float64).numpy()
+    arrays = rasterize_arrays(uvz_np, faces.numpy(), height, width, perspective, cull_backfaces, znear)
+    return _fragments(arrays)
+
+
+def _fragments(arrays: RasterArrays) -> Fragments:
     return Fragments(
-        face_ids=torch.from_numpy(face_ids),
-        bary=torch.from_numpy(bary),
-        depth=torch.from_numpy(zbuf),
-        front_facing=torch.from_numpy(flags == 1),
+        face_ids=torch.from_numpy(arrays.face_ids),
+        bary=torch.from_numpy(arrays.bary),
+        depth=torch.from_numpy(arrays.depth),
+        front_facing=torch.from_numpy(arrays.flags == 1),
         # numpy, not torch: a torch op this size would wake (and leave spinning) torch's OpenMP pool
-        mask=torch.from_numpy(face_ids >= 0),
+        mask=torch.from_numpy(arrays.face_ids >= 0),
     )
 
 
@@ -238,13 +176,17 @@ class TorchRasterizer(MeshRenderer):
         self.background = tuple(float(x) for x in background)
         self.cull_backfaces = bool(cull_backfaces)
         self.output_normals = bool(output_normals)
-        light = np.asarray(self.light_direction, np.float64)
-        self._light = light / np.linalg.norm(light)
 
-    def render(
-        self, vertices: Tensor, faces: Tensor, camera: Camera, colors: Tensor | None = None
-    ) -> RenderOutput:
-        """Render ``[B,V,3]`` vertices (``[V,3]`` is treated as B=1); see :meth:`MeshRenderer.render`."""
+    @property
+    def settings(self) -> Shading:
+        """The lighting, as :mod:`render.raster_core` (and a :class:`render.worker.RenderWorker`) takes it."""
+        return Shading(
+            self.shading, self.light_direction, self.ambient, self.specular, self.shininess, self.background
+        )
+
+    def project(self, vertices: Tensor, faces: Tensor, camera: Camera) -> Projected:
+        """The torch half of :meth:`render`: ``[B,V,3]`` world vertices moved to camera space and projected, and
+        their normals; the numpy half (:func:`render.raster_core.draw`) rasterizes and shades them."""
         vertices, faces = _check_mesh(vertices, faces)
         n_batch = max(vertices.shape[0], camera.batch_size)
         if camera.batch_size not in (1, n_batch) or vertices.shape[0] not in (1, n_batch):
@@ -252,21 +194,26 @@ class TorchRasterizer(MeshRenderer):
                 f"TorchRasterizer.render: vertex batch {vertices.shape[0]} and camera batch {camera.batch_size} "
                 "must match or be 1."
             )
-        height, width = camera.image_size
         points = camera.world_to_camera(vertices.detach().to("cpu", torch.float32))
-        frags = rasterize(
-            camera.camera_to_image(points),
-            faces,
-            camera.image_size,
-            not camera.orthographic,
-            self.cull_backfaces,
+        focal = np.broadcast_to(camera.focal_tensor(torch.float64).reshape(-1).numpy(), (n_batch,))
+        return Projected(
+            uvz=camera.camera_to_image(points).double().numpy(),
+            normals=vertex_normals(points, faces).numpy(),
+            focal=np.ascontiguousarray(focal),
+            center=camera.center,
+            image_size=(int(camera.image_size[0]), int(camera.image_size[1])),
+            orthographic=bool(camera.orthographic),
         )
 
-        normals = vertex_normals(points, faces)
-        n_verts = points.shape[1]
-        if colors is None:
-            colors_np = np.zeros((0, n_verts, 3), np.float32)
-        else:
+    def render(
+        self, vertices: Tensor, faces: Tensor, camera: Camera, colors: Tensor | None = None
+    ) -> RenderOutput:
+        """Render ``[B,V,3]`` vertices (``[V,3]`` is treated as B=1); see :meth:`MeshRenderer.render`."""
+        projected = self.project(vertices, faces, camera)
+        faces = _check_mesh(vertices, faces)[1]
+        n_batch, n_verts = projected.uvz.shape[:2]
+        colors_np = None
+        if colors is not None:
             colors = colors.detach().to("cpu", torch.float32)
             colors = colors[None] if colors.ndim == 2 else colors
             if colors.ndim != 3 or colors.shape[1:] != (n_verts, 3) or colors.shape[0] not in (1, n_batch):
@@ -274,39 +221,20 @@ class TorchRasterizer(MeshRenderer):
                     f"TorchRasterizer.render: `colors` must be [V,3] or [B,V,3] with V={n_verts}, got "
                     f"{tuple(colors.shape)}."
                 )
-            colors_np = np.ascontiguousarray(colors.numpy())
-        focal = np.broadcast_to(camera.focal_tensor(torch.float64).reshape(-1).numpy(), (n_batch,))
-        cx, cy = camera.center
-        image = np.empty((n_batch, height, width, 4), np.float32)
-        args = (
-            frags.face_ids.numpy(),
-            frags.bary.numpy(),
-            np.ascontiguousarray(faces.numpy()),
-            np.ascontiguousarray(normals.numpy()),
-            colors_np,
-            np.asarray(DEFAULT_ALBEDO, np.float64),
-            frags.front_facing.numpy(),
-            _MODES[self.shading],
-            self._light,
-            self.ambient,
-            self.specular,
-            self.shininess,
-            np.asarray(self.background, np.float64),
-            bool(camera.orthographic),
-            np.ascontiguousarray(focal, np.float64),
-            float(cx),
-            float(cy),
-            image,
-        )
-        with _LAUNCH_LOCK:
-            shade_pixels(*args)
+            colors_np = colors.numpy()
+        image, arrays = draw(projected, faces.numpy(), self.settings, colors_np, self.cull_backfaces)
+        frags = _fragments(arrays)
         return RenderOutput(
             image=torch.from_numpy(image),
             depth=frags.depth,
             mask=frags.mask,
             face_ids=frags.face_ids,
             bary=frags.bary,
-            normals=_pixel_normals(normals, faces, frags) if self.output_normals else None,
+            normals=(
+                _pixel_normals(torch.from_numpy(projected.normals), faces, frags)
+                if self.output_normals
+                else None
+            ),
         )
 
 
@@ -353,9 +281,7 @@ def to_uint8(output: RenderOutput, background: Sequence[float] = (1.0, 1.0, 1.0)
         output: a :class:`RenderOutput`.
         background: RGB in [0,1] shown where alpha is 0.
     """
-    image = np.ascontiguousarray(output.image.detach().to("cpu", torch.float32).numpy())
+    image = output.image.detach().to("cpu", torch.float32).numpy()
     if image.ndim != 4 or image.shape[-1] != 4:
         raise ValueError(f"to_uint8: `output.image` must be [B,H,W,4], got shape {image.shape}.")
-    out = np.empty(image.shape[:3] + (3,), np.uint8)
-    composite_uint8(image, np.asarray([float(c) for c in background], np.float64), out)
-    return out
+    return composite(image, tuple(float(c) for c in background))

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F_
 from torch import Tensor
 
+from render.raster_core import DEFAULT_ALBEDO  # a neutral skin-like albedo used without per-vertex colours
+
 __all__ = [
     "DEFAULT_ALBEDO",
     "face_normals",
@@ -20,9 +22,6 @@ __all__ = [
     "lambert",
     "blinn_phong",
 ]
-
-# A neutral skin-like albedo used when no per-vertex colours are given.
-DEFAULT_ALBEDO = (0.80, 0.64, 0.56)
 
 
 def face_normals(vertices: Tensor, faces: Tensor) -> Tensor:

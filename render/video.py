@@ -27,15 +27,17 @@ from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import ffmpeg
 import numpy as np
-from torch import Tensor
 
 from render.ffmpeg_bin import ffmpeg_exe, last_line
 from render.probe import VideoInfo, probe_video
 from talk.files import commit_temp, temp_beside
+
+if TYPE_CHECKING:  # torch-free at run time: the render process of render.worker writes videos without torch
+    from torch import Tensor
 
 __all__ = ["VideoWriter", "VideoInfo", "probe_video", "ffmpeg_exe"]
 
@@ -54,7 +56,7 @@ def _fraction(fps: float) -> Fraction:
 
 def _to_uint8_frames(frames: np.ndarray | Tensor) -> np.ndarray:
     """``[H,W,C]`` or ``[B,H,W,C]`` (C = 3, or 4 whose alpha is dropped), uint8 or float in [0,1] -> uint8."""
-    if isinstance(frames, Tensor):
+    if hasattr(frames, "detach"):  # a torch tensor
         frames = frames.detach().cpu().numpy()
     frames = np.asarray(frames)
     if frames.ndim == 3:

@@ -33,6 +33,7 @@ from talk.pipeline.model import AudioToMotion
 if TYPE_CHECKING:  # the renderer is imported where frames are drawn (numba start-up)
     from render.camera import Camera
     from render.rasterizer import MeshRenderer
+    from render.worker import RenderWorker
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,7 @@ def animate(
     mesh_format: str = "obj",
     overwrite: bool = False,
     piece_seconds: float = 10.0,
+    worker: RenderWorker | None = None,
 ) -> AnimationResult:
     """Animates speech with ``model`` and writes an H.264/AAC mp4 with the speech.
 
@@ -195,6 +197,9 @@ def animate(
         mesh_format: ``obj``, ``ply`` or ``npz``.
         overwrite: Replace existing exported meshes.
         piece_seconds: Audio generated at a time offline (memory against per-piece overhead).
+        worker: A render process (:meth:`render.worker.RenderWorker.start`, started before torch was imported)
+            that draws and encodes the frames of a :class:`~render.rasterizer.TorchRasterizer` while this process
+            projects them: the same video, without numba's start-up here. Not used with ``ground_truth``.
     """
     from audio.io import load_audio
     from render import TorchRasterizer, VideoWriter, fit_camera, to_uint8
@@ -252,12 +257,21 @@ def animate(
                 frames_file.write(piece)
             camera = framing.camera()
             pieces = frames_file.read()
-        with VideoWriter(output, fps=assets.fps, audio=audio_path) as writer:
+        remote = worker is not None and comparer is None and isinstance(renderer, TorchRasterizer)
+        if remote:
+            writer = worker.video(
+                output, assets.fps, faces.numpy(), renderer.settings, audio_path, renderer.cull_backfaces
+            )
+        else:
+            writer = VideoWriter(output, fps=assets.fps, audio=audio_path)
+        with writer:
             for piece in pieces:
                 piece = piece.cpu()
                 for i in range(piece.shape[0]):
                     frame = piece[i : i + 1]
-                    if comparer is not None:
+                    if remote:
+                        writer.write(renderer.project(frame, faces, camera))
+                    elif comparer is not None:
                         truth = ground_truth[min(t + i, ground_truth.shape[0] - 1)][None]
                         writer.write(comparer.compare(frame, truth, faces, camera, caption=subject or ""))
                     else:
