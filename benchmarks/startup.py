@@ -11,7 +11,9 @@ they do for a user running the command twice. Rows:
 * ``talk animate --help`` (``python -m talk.cli.main animate --help``): process wall time;
 * heavy modules (``HEAVY``) loaded by ``import talk.pipeline`` and ``talk animate --help`` (and, with a
   checkpoint, by the full run): an inference command should load none of them;
-* with CHECKPOINT: a full ``talk animate`` of a synthesised 3 s, 16 kHz wav at 512x512 on the CPU.
+* with CHECKPOINT: a full ``talk animate`` of a synthesised 3 s, 16 kHz wav at 512x512 on the CPU, as it runs
+  by default (frames drawn and encoded by a render process started before torch is imported: ``render.worker``)
+  and, as the baseline, with ``--render-process false`` (everything in one process).
 
 A row whose command fails prints its last line of error output instead of a figure.
 """
@@ -149,6 +151,7 @@ def main() -> None:
         heavy_row("talk animate (full run)", ["-c", CLI_MODULES.format(argv=argv) + heavy])
         print("--- full run (process wall time)")
         row(f"talk animate 3 s @ {args.size}px", args.repeats, ["-m", "talk.cli.main", *argv])
+        row("  --render-process false", args.repeats, ["-m", "talk.cli.main", *argv, "--render-process", "false"])
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ here.
    than the video and trims it when it is longer. Both streams then last N/fps (AAC priming and the last partial
    AAC frame are handled by the mp4 edit list). Without audio, step 2 is skipped.
 
+When the caller knows N in advance (``frames=N``, as ``talk animate`` does), both steps are one ffmpeg run: the
+audio goes through the same filters while the frames are encoded, which saves a second process and pass.
+
 The finished file is flushed to disk and moved into place atomically (:mod:`talk.files`), so a crashed or
 aborted run never leaves a truncated ``path``. ffmpeg's stderr goes to a temporary file (not a pipe), so a long
 encode can never block on a full stderr pipe; on failure a one-line ``RuntimeError`` quotes its last line.
@@ -83,6 +86,8 @@ class VideoWriter:
         audio: optional audio file (any format ffmpeg reads) muxed as AAC, padded or trimmed to the video.
         crf: libx264 constant rate factor, 0 (lossless) to 51; 18 is visually lossless.
         preset: libx264 speed preset (``ultrafast`` ... ``veryslow``).
+        frames: the number of frames that will be written, when known: the audio is then encoded in the same
+            ffmpeg run (see the module docstring), and closing after another number of frames is an error.
     """
 
     def __init__(
@@ -92,6 +97,7 @@ class VideoWriter:
         audio: str | Path | None = None,
         crf: int = 18,
         preset: str = "veryfast",
+        frames: int | None = None,
     ) -> None:
         if not fps > 0:
             raise ValueError(f"VideoWriter: `fps` must be positive, got {fps}.")
@@ -108,8 +114,11 @@ class VideoWriter:
             raise ValueError(
                 f"VideoWriter: `preset` must be one of {', '.join(_X264_PRESETS)}, got {preset!r}."
             )
+        if frames is not None and int(frames) < 1:
+            raise ValueError(f"VideoWriter: `frames` must be at least 1, got {frames}.")
         self.crf = int(crf)
         self.preset = preset
+        self.frames = None if frames is None else int(frames)
         self._proc: subprocess.Popen | None = None
         self._log: IO[bytes] | None = None
         self._tmp: Path | None = None
@@ -132,8 +141,12 @@ class VideoWriter:
             s=f"{width + width % 2}x{height + height % 2}",
             framerate=_rate(self.fps),
         )
+        streams, audio_args = [stream], {}
+        if self.frames is not None and self.audio is not None:  # one pass: the duration is known now
+            streams.append(self._audio_stream(self.frames))
+            audio_args = {"acodec": "aac", "audio_bitrate": "160k"}
         stream = ffmpeg.output(
-            stream,
+            *streams,
             str(self._tmp),
             vcodec="libx264",
             pix_fmt="yuv420p",
@@ -141,6 +154,7 @@ class VideoWriter:
             preset=self.preset,
             movflags="+faststart",
             f="mp4",
+            **audio_args,
         ).global_args("-hide_banner", "-nostats", "-loglevel", "error")
         self._log = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(
@@ -194,7 +208,13 @@ class VideoWriter:
             message = f"ffmpeg failed while encoding {self.path}: {last_line(self._log)}"
             self.abort()
             raise RuntimeError(message)
-        if self.audio is not None:
+        if self.frames is not None and self._n_frames != self.frames:
+            self.abort()
+            raise ValueError(
+                f"VideoWriter.close: {self._n_frames} frames were written to {self.path}, not the {self.frames} "
+                "announced with `frames`."
+            )
+        if self.audio is not None and self.frames is None:
             try:
                 self._mux_audio()
             except RuntimeError:
@@ -205,18 +225,21 @@ class VideoWriter:
         self._cleanup()
         return self.path
 
-    def _mux_audio(self) -> None:
+    def _audio_stream(self, frames: int):  # noqa: ANN202 (an ffmpeg-python stream)
+        """The audio padded with silence or trimmed to exactly ``frames / fps`` seconds."""
         # The same rational rate as the encoder, so that the audio matches the video to the microsecond.
-        duration = f"{float(self._n_frames / _fraction(self.fps)):.6f}"
-        muxed = self._tmp.with_name(self._tmp.name.replace(".video.mp4", ".av.mp4"))
-        audio = (
+        duration = f"{float(frames / _fraction(self.fps)):.6f}"
+        return (
             ffmpeg.input(str(self.audio))
             .audio.filter("apad", whole_dur=duration)
             .filter("atrim", duration=duration)
         )
+
+    def _mux_audio(self) -> None:
+        muxed = self._tmp.with_name(self._tmp.name.replace(".video.mp4", ".av.mp4"))
         stream = ffmpeg.output(
             ffmpeg.input(str(self._tmp)).video,
-            audio,
+            self._audio_stream(self._n_frames),
             str(muxed),
             vcodec="copy",
             acodec="aac",

@@ -11,8 +11,8 @@ the frames are the same, bit for bit) and streams them into a :class:`render.vid
 
 Protocol (stdin of the worker; every message is a 4-byte tag, an 8-byte little-endian length and the payload):
 
-* ``OPEN``: JSON ``{output, fps, audio, shading, cull_backfaces, image_size, center, orthographic, num_vertices,
-  crf, preset}``, followed by ``FACE``: the ``[F,3]`` int64 faces;
+* ``OPEN``: JSON ``{output, fps, audio, shading, cull_backfaces, frames, image_size, center, orthographic,
+  num_vertices, crf, preset}``, followed by ``FACE``: the ``[F,3]`` int64 faces;
 * ``DRAW``: ``B`` frames: focal lengths ``[B]`` float64, ``uvz`` ``[B,V,3]`` float64, normals ``[B,V,3]``
   float32;
 * ``DONE``: the video is finished (muxed and moved into place); the worker answers ``ok <frames>`` on stdout.
@@ -92,6 +92,7 @@ class RenderWorker:
         shading: Shading,
         audio: str | Path | None = None,
         cull_backfaces: bool = False,
+        frames: int | None = None,
         crf: int = 18,
         preset: str = "veryfast",
     ) -> WorkerVideo:
@@ -105,6 +106,7 @@ class RenderWorker:
             "audio": None if audio is None else os.path.abspath(audio),
             "shading": asdict(shading),
             "cull_backfaces": bool(cull_backfaces),
+            "frames": None if frames is None else int(frames),
             "crf": int(crf),
             "preset": preset,
         }
@@ -242,8 +244,9 @@ def _serve(stdin: BinaryIO, stdout: IO[bytes]) -> None:
                         settings["output"],
                         settings["fps"],
                         settings["audio"],
-                        settings["crf"],
-                        settings["preset"],
+                        crf=settings["crf"],
+                        preset=settings["preset"],
+                        frames=settings["frames"],
                     )
                 )
             elif tag == b"FACE":

@@ -242,7 +242,7 @@ def animate(
     lip_errors: list[Tensor] = []  # per frame: small
     t = 0  # index of the frame being written
     with ExitStack() as stack:
-        meshes = None
+        meshes = frames_file = None
         if export_meshes is not None:  # checked (and a previous export removed) before anything is generated
             from render.export import MeshSequenceWriter
 
@@ -257,13 +257,21 @@ def animate(
                 frames_file.write(piece)
             camera = framing.camera()
             pieces = frames_file.read()
+        # offline, the number of frames is known before the first is drawn: audio and video in one ffmpeg pass
+        frames = None if frames_file is None else frames_file.frames or None
         remote = worker is not None and comparer is None and isinstance(renderer, TorchRasterizer)
         if remote:
             writer = worker.video(
-                output, assets.fps, faces.numpy(), renderer.settings, audio_path, renderer.cull_backfaces
+                output,
+                assets.fps,
+                faces.numpy(),
+                renderer.settings,
+                audio_path,
+                renderer.cull_backfaces,
+                frames=frames,
             )
         else:
-            writer = VideoWriter(output, fps=assets.fps, audio=audio_path)
+            writer = VideoWriter(output, fps=assets.fps, audio=audio_path, frames=frames)
         with writer:
             for piece in pieces:
                 piece = piece.cpu()

@@ -39,15 +39,25 @@ def test_round_trip_h264_aac_with_exact_durations(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temp files cleaned up
 
 
-@pytest.mark.parametrize("audio_seconds", [0.5, 3.0])
-def test_audio_is_padded_or_trimmed_to_the_video(tmp_path, audio_seconds):
+@pytest.mark.parametrize("audio_seconds, frames", [(0.5, None), (3.0, None), (0.5, 36), (3.0, 36)])
+def test_audio_is_padded_or_trimmed_to_the_video(tmp_path, audio_seconds, frames):
+    # frames=36 announces the count: audio and video are encoded in one ffmpeg run, with the same result
     audio = _sine(tmp_path / "a.wav", audio_seconds, sample_rate=22050)
-    writer = VideoWriter(tmp_path / "out.mp4", fps=30, audio=audio)
+    writer = VideoWriter(tmp_path / "out.mp4", fps=30, audio=audio, frames=frames)
     writer.write(np.stack([_frame(i) for i in range(36)]))  # a [B,H,W,3] batch: 1.2 s
     path = writer.close()
     info = probe_video(path)
     assert info.n_frames == 36 and info.audio_sample_rate == 22050
     assert abs(info.audio_duration - 1.2) < 1 / 30
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_frame_count_other_than_announced_is_refused_and_leaves_nothing(tmp_path):
+    writer = VideoWriter(tmp_path / "out.mp4", fps=30, audio=_sine(tmp_path / "a.wav", 1.0), frames=10)
+    writer.write(np.stack([_frame(i) for i in range(9)]))
+    with pytest.raises(ValueError, match="9 frames .* not the 10 announced"):
+        writer.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]
 
 
 def test_frames_stream_from_a_generator_without_buffering(tmp_path):

@@ -36,11 +36,12 @@ def test_the_render_process_writes_the_video_this_process_would(tmp_path):
     camera = fit_camera(motion, image_size=(48, 64))
     renderer = TorchRasterizer(background=(0.2, 0.3, 0.4), shading="lambert", light_direction=(0.1, 0.5, 1.0))
     audio = _sine(tmp_path / "a.wav", 6 / 25)
-    with VideoWriter(tmp_path / "local.mp4", fps=25, audio=audio) as writer:
+    with VideoWriter(tmp_path / "local.mp4", fps=25, audio=audio, frames=6) as writer:
         for frame in motion:
             writer.write(to_uint8(renderer.render(frame[None], faces, camera), renderer.background))
     with RenderWorker.start() as worker:
-        with worker.video(tmp_path / "remote.mp4", 25, faces.numpy(), renderer.settings, audio) as video:
+        remote = worker.video(tmp_path / "remote.mp4", 25, faces.numpy(), renderer.settings, audio, frames=6)
+        with remote as video:
             for frame in motion:
                 video.write(renderer.project(frame[None], faces, camera))
         assert video.frames == 6
