@@ -87,8 +87,8 @@ class Framing:
 
     def __init__(self, size: tuple[int, int], view: str, margin: float = 1.15, fov_deg: float = 20.0) -> None:
         self.size, self.view, self.margin, self.fov_deg = size, view, margin, fov_deg
-        self.points: Tensor | None = None  # candidate points [n, 3], as given
-        self._rotation: Tensor | None = None
+        self.points: np.ndarray | None = None  # candidate points [n, 3] (float32)
+        self._rotation: np.ndarray | None = None
         tan_y = np.tan(np.radians(fov_deg) / 2.0)
         self._slopes = (margin / (tan_y * size[1] / size[0]), margin / tan_y)
 
@@ -101,18 +101,23 @@ class Framing:
             self._rotation is None
         ):  # the view's rotation (the float32 of fit_camera's; it only selects points)
             camera = fit_camera(vertices[0], image_size=self.size, view=self.view, fov_deg=self.fov_deg)
-            self._rotation = camera.R[0].double()
-        for i in range(0, vertices.shape[0], frames_per_step):
-            points = vertices[i : i + frames_per_step].reshape(-1, 3)
+            self._rotation = camera.R[0].double().numpy()
+        # numpy, not torch: ops of this size would start torch's thread pool, which in a fresh process (talk
+        # animate) costs more than the work itself
+        frames = vertices.float().numpy()
+        r = self._rotation
+        a, b = self._slopes
+        for i in range(0, frames.shape[0], frames_per_step):
+            points = frames[i : i + frames_per_step].reshape(-1, 3)
             if self.points is not None:
-                points = torch.cat([self.points, points])
-            q = points.double() @ self._rotation.T
-            a, b = self._slopes
-            x, y, z = q.unbind(-1)
-            forms = torch.stack([x, -x, y, -y, z, -z, z + a * x, z - a * x, z + b * y, z - b * y], dim=1)
-            top = forms.max(dim=0).values
-            keep = (forms >= top - 1e-5 * (1.0 + top.abs())).any(dim=1)
-            self.points = torch.unique(points[keep], dim=0)
+                points = np.concatenate([self.points, points])
+            p = points.astype(np.float64)
+            x, y, z = (p[:, 0] * r[k, 0] + p[:, 1] * r[k, 1] + p[:, 2] * r[k, 2] for k in range(3))
+            keep = np.zeros(len(p), bool)
+            for form in (x, -x, y, -y, z, -z, z + a * x, z - a * x, z + b * y, z - b * y):
+                top = form.max()
+                keep |= form >= top - 1e-5 * (1.0 + abs(top))
+            self.points = np.unique(points[keep], axis=0)
 
     def camera(self) -> Camera:
         """The camera of every frame added (``fit_camera(all_frames, size, view=view)``)."""
@@ -121,7 +126,11 @@ class Framing:
         if self.points is None:
             raise ValueError("Framing.camera called before any frame was added.")
         return fit_camera(
-            self.points, image_size=self.size, view=self.view, margin=self.margin, fov_deg=self.fov_deg
+            torch.from_numpy(self.points),
+            image_size=self.size,
+            view=self.view,
+            margin=self.margin,
+            fov_deg=self.fov_deg,
         )
 
 
