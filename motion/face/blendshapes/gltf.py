@@ -37,7 +37,7 @@ from motion.face.blendshapes.arkit import arkit_name
 from motion.face.blendshapes.gltf_io import GltfFile
 from motion.face.blendshapes.rig import BlendshapeRig
 
-__all__ = ["load_gltf"]
+__all__ = ["load_gltf", "mesh_labels", "select_meshes", "target_names"]
 
 
 @dataclass
@@ -68,31 +68,43 @@ def load_gltf(
         RigNotFoundError, RigFormatError, RigDependencyError: one line naming the file and the fix.
     """
     f = GltfFile(path)
-    meshes = f.items("meshes")
-    labels = [m.get("name") or f"mesh {i}" for i, m in enumerate(meshes)]
-    with_targets = [i for i, m in enumerate(meshes) if any(p.get("targets") for p in m.get("primitives", []))]
-    if not with_targets:
-        raise f.error(
-            f"has no morph targets in any of its {len(meshes)} meshes; export the avatar with its shape keys / "
-            "blendshapes as glTF morph targets (Blender: Shape Keys checked)"
-        )
-    if mesh is not None:
-        wanted = [mesh] if isinstance(mesh, str) else list(mesh)
-        chosen = []
-        for w in wanted:
-            matches = [i for i in with_targets if labels[i] == w]
-            if not matches:
-                problem = f"mesh '{w}' has no morph targets" if w in labels else f"has no mesh '{w}'"
-                raise f.error(f"{problem}; meshes with morph targets: {_listing(labels, with_targets)}")
-            chosen.append(matches[0])
-    else:
-        chosen = _pick_group(f, labels, with_targets)
+    chosen = select_meshes(f, mesh)
+    labels = mesh_labels(f)
     parts = [_read_mesh(f, i, labels[i]) for i in chosen]
     if transform:
         worlds = _world_matrices(f)
         for i, part in zip(chosen, parts, strict=True):
             _apply_transform(f, i, part, worlds)
     return _merge(f, parts)
+
+
+def mesh_labels(f: GltfFile) -> list[str]:
+    """Every mesh's name as messages and ``mesh=`` use it: its ``name``, or ``mesh N`` (gltfpack drops names)."""
+    return [m.get("name") or f"mesh {i}" for i, m in enumerate(f.items("meshes"))]
+
+
+def select_meshes(f: GltfFile, mesh: str | Sequence[str] | None = None) -> list[int]:
+    """The indices of the meshes :func:`load_gltf` reads for ``mesh`` (None: the group that shares target names
+    with the most ARKit names), each once; one-line errors for a file without morph targets or an unknown name."""
+    meshes = f.items("meshes")
+    labels = mesh_labels(f)
+    with_targets = [i for i, m in enumerate(meshes) if any(p.get("targets") for p in m.get("primitives", []))]
+    if not with_targets:
+        raise f.error(
+            f"has no morph targets in any of its {len(meshes)} meshes; export the avatar with its shape keys / "
+            "blendshapes as glTF morph targets (Blender: Shape Keys checked)"
+        )
+    if mesh is None:
+        return _pick_group(f, labels, with_targets)
+    chosen: list[int] = []
+    for w in [mesh] if isinstance(mesh, str) else list(mesh):
+        matches = [i for i in with_targets if labels[i] == w]
+        if not matches:
+            problem = f"mesh '{w}' has no morph targets" if w in labels else f"has no mesh '{w}'"
+            raise f.error(f"{problem}; meshes with morph targets: {_listing(labels, with_targets)}")
+        if matches[0] not in chosen:
+            chosen.append(matches[0])
+    return chosen
 
 
 def _listing(labels: list[str], indices: list[int]) -> str:
@@ -111,7 +123,7 @@ def _read_mesh(f: GltfFile, index: int, label: str) -> _Part:
             f"mesh '{label}' has primitives with different numbers of morph targets ({counts}); glTF requires the "
             "same targets on every primitive of a mesh: re-export it, or pass mesh= another mesh"
         )
-    names = _target_names(f, index, label, prims, counts[0] if counts else 0)
+    names = target_names(f, index, label, prims, counts[0] if counts else 0)
     positions, deltas, faces, offset = [], [], [], 0
     for j, prim in enumerate(prims):
         pos = f.accessor(prim["attributes"]["POSITION"])
@@ -138,7 +150,7 @@ def _read_mesh(f: GltfFile, index: int, label: str) -> _Part:
     )
 
 
-def _target_names(f: GltfFile, index: int, label: str, prims: list[dict], count: int) -> list[str] | None:
+def target_names(f: GltfFile, index: int, label: str, prims: list[dict], count: int) -> list[str] | None:
     names = f.items("meshes")[index].get("extras", {}).get("targetNames")
     if names is None:
         per_prim = [tuple(p["extras"]["targetNames"]) for p in prims if "targetNames" in p.get("extras", {})]
