@@ -32,6 +32,7 @@ def animate(
     overwrite: bool = False,
     background: str = "1,1,1",
     render_process: bool = True,
+    export_blendshapes: Path | None = None,
 ) -> None:
     """Animate a face from speech and write an mp4 with the audio.
 
@@ -61,6 +62,9 @@ def animate(
         render_process: Draw and encode the frames in a second process, started before the model loads, so that
             the renderer's start-up overlaps torch's (about a second sooner; the video is the same). Not used
             with --stream or --ground-truth.
+        export_blendshapes: Also write the animation as ARKit-52 blendshape weights, to drive an avatar: a .csv
+            as the Live Link Face app writes it (Unreal / MetaHuman, Blender add-ons) or a .json weight matrix.
+            Solved on the procedural head's ARKit rig (models trained on the procedural head).
     """
     from talk.errors import UserError
 
@@ -83,7 +87,7 @@ def animate(
         from talk.pipeline.load import from_checkpoint
 
         # every path is checked before the model is loaded, so a mistake costs nothing and never half-writes outputs
-        _check_paths(Path(audio), Path(output), export_meshes, ground_truth, overwrite)
+        _check_paths(Path(audio), Path(output), export_meshes, ground_truth, overwrite, export_blendshapes)
         model = from_checkpoint(checkpoint, device)
         if seed is not None:
             model.sampling = dataclasses.replace(model.sampling, seed=seed)
@@ -109,6 +113,7 @@ def animate(
             mesh_format=mesh_format,
             overwrite=overwrite,
             worker=worker,
+            export_blendshapes=export_blendshapes,
         )
         print(
             f"wrote {result.path} ({result.frames} frames at {result.fps:g} fps, {result.seconds:.2f} s, "
@@ -121,6 +126,12 @@ def animate(
             )
         if result.meshes is not None:
             print(f"meshes: {result.meshes}")
+        if export_blendshapes is not None:
+            from motion.face.blendshapes import UNSUPPORTED_TARGETS
+
+            print(
+                f"blendshapes: {export_blendshapes} (zero: {', '.join(UNSUPPORTED_TARGETS)}, which the head lacks)"
+            )
         if result.lve_mm is not None:
             print(f"LVE-mm against the ground truth: {result.lve_mm:.3f} mm")
 
@@ -137,7 +148,14 @@ def _render_process(wanted: bool) -> Iterator[RenderWorker | None]:
         yield worker
 
 
-def _check_paths(audio: Path, output: Path, meshes: Path | None, truth: Path | None, overwrite: bool) -> None:
+def _check_paths(
+    audio: Path,
+    output: Path,
+    meshes: Path | None,
+    truth: Path | None,
+    overwrite: bool,
+    weights: Path | None = None,
+) -> None:
     """One-line errors for inputs that do not exist and outputs that cannot or may not be written."""
     from talk.errors import UserError
     from talk.pipeline.animate import check_output
@@ -145,6 +163,12 @@ def _check_paths(audio: Path, output: Path, meshes: Path | None, truth: Path | N
     check_output(output)  # a directory, a path under a file, an unwritable folder
     if output.exists() and not overwrite:
         raise UserError(f"output {output} exists; pass --overwrite to replace it.")
+    if weights is not None:
+        from talk.pipeline.blendshapes import check_weights_path
+
+        check_weights_path(check_output(weights, ".csv"))
+        if Path(weights).exists() and not overwrite:
+            raise UserError(f"--export-blendshapes {weights} exists; pass --overwrite to replace it.")
     if meshes is not None:
         meshes = Path(meshes)
         if meshes.exists() and not meshes.is_dir():

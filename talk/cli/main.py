@@ -32,6 +32,8 @@ commands:
   animate    wav -> mp4 of a talking face: talk animate --audio in.wav --checkpoint CKPT --output out.mp4
   export     checkpoint -> inference file: talk export --checkpoint CKPT --output model.pt
   track      talking videos -> training data: talk track VIDEO_OR_FOLDER [...] --out data/tracked
+  rig        a rig's targets as a PNG:     talk rig preview --out sheet.png [--rig avatar.glb]
+  export-glb speech -> animated avatar:    talk export-glb --rig avatar.glb --audio in.wav --checkpoint CKPT --output out.glb
 
 Run `talk <command> --help` for the options of each command.
 """
@@ -175,6 +177,22 @@ def _run(command: str, rest: list[str]) -> None:
                 "Track talking videos into a folder that talk fit trains on (speech, face-model parameters, "
                 "previews, manifest.jsonl).",
             )  # fmt: skip
+        elif command == "rig":
+            from talk.cli.rig import rig_preview
+
+            if not rest or rest[0] != "preview":
+                raise UserError(
+                    "talk rig: the command is `talk rig preview --out sheet.png [--rig avatar.glb]`."
+                )
+            run_function(
+                rig_preview, rest[1:], "talk rig preview", "Render a rig's ARKit targets as a labelled PNG."
+            )
+        elif command == "export-glb":
+            from talk.cli.rig import export_glb
+
+            run_function(
+                export_glb, rest, "talk export-glb", "Animate an ARKit-rigged avatar (.glb) from speech."
+            )
         elif command == "report":
             from talk.cli.report import report_command
 

@@ -180,6 +180,7 @@ def animate(
     overwrite: bool = False,
     piece_seconds: float = 10.0,
     worker: RenderWorker | None = None,
+    export_blendshapes: str | Path | None = None,
 ) -> AnimationResult:
     """Animates speech with ``model`` and writes an H.264/AAC mp4 with the speech.
 
@@ -209,6 +210,8 @@ def animate(
         worker: A render process (:meth:`render.worker.RenderWorker.start`, started before torch was imported)
             that draws and encodes the frames of a :class:`~render.rasterizer.TorchRasterizer` while this process
             projects them: the same video, without numba's start-up here. Not used with ``ground_truth``.
+        export_blendshapes: Also write the animation's ARKit-52 weights, solved on the procedural ARKit rig
+            (:mod:`talk.pipeline.blendshapes`): ``.csv`` (Live Link Face) or ``.json``.
     """
     from audio.io import load_audio
     from render import TorchRasterizer, VideoWriter, fit_camera, to_uint8
@@ -217,6 +220,11 @@ def animate(
     if size < 16 or size % 2:
         raise UserError(f"size {size} must be an even number of pixels, at least 16.")
     output = check_output(output)
+    arkit = None
+    if export_blendshapes is not None:
+        from talk.pipeline.blendshapes import check_weights_path
+
+        export_blendshapes = check_weights_path(check_output(export_blendshapes, ".csv"))
     assets = model.require_assets()
     if assets.faces is None:
         raise CheckpointError(
@@ -247,6 +255,10 @@ def animate(
         comparer = ComparisonRenderer(renderer, panel_size=(size, size), view=view, background=background)
         camera = comparer.fit_camera(ground_truth)
     output.parent.mkdir(parents=True, exist_ok=True)
+    if export_blendshapes is not None:
+        from talk.pipeline.blendshapes import ArkitWeights
+
+        arkit = ArkitWeights(assets.template(subject))
     lips = None if assets.regions is None else assets.regions.get("lips")
     lip_errors: list[Tensor] = []  # per frame: small
     t = 0  # index of the frame being written
@@ -295,12 +307,18 @@ def animate(
                         writer.write(to_uint8(renderer.render(frame, faces, camera), background))
                 if meshes is not None:
                     meshes.write(piece)
+                if arkit is not None:
+                    arkit.add(piece)
                 if ground_truth is not None and t < ground_truth.shape[0]:
                     n = min(piece.shape[0], ground_truth.shape[0] - t)
                     ids = torch.arange(piece.shape[1]) if lips is None else torch.as_tensor(lips)
                     truth = ground_truth[t : t + n].double()
                     lip_errors.append(lip_max_sq_error(piece[:n].double(), truth, ids))
                 t += piece.shape[0]
+    if arkit is not None:
+        from talk.pipeline.blendshapes import write_weights
+
+        write_weights(export_blendshapes, arkit.weights(), assets.fps)
     error = None
     if ground_truth is not None:  # as talk.metrics.lve_mm on the whole sequence
         error = rooted_mm(float(torch.cat(lip_errors).mean())) if lip_errors else float("nan")

@@ -185,8 +185,14 @@ def test_animate_writes_mp4_with_synced_h264_and_aac(trained, synth_root, tmp_pa
     wav = synth_root / "wav" / "SYN_09_F_sentence01.wav"
     out = tmp_path / "out.mp4"
     talk("animate", "--audio", str(wav), "--checkpoint", str(ckpt_dir(run) / "last.ckpt"),
-         "--output", str(out), "--size", "96", "--subject", "SYN_09_F", cwd=tmp_path)  # fmt: skip
+         "--output", str(out), "--size", "96", "--subject", "SYN_09_F",
+         "--export-blendshapes", str(tmp_path / "arkit.csv"), cwd=tmp_path)  # fmt: skip
     info = probe_video(out)
+    from motion.face.blendshapes.weights_io import read_live_link_csv
+
+    weights = read_live_link_csv(tmp_path / "arkit.csv", fps=30).weights  # one row per video frame, in [0, 1]
+    assert weights.shape == (info.n_frames, 52) and weights.min() >= 0 and weights.max() <= 1
+    assert weights[:, 17].max() > 0.05  # jawOpen: the synthetic speaker opens the mouth
     duration = sf.info(str(wav)).duration
     assert info.video_codec == "h264" and info.audio_codec == "aac"
     assert info.fps == pytest.approx(30.0)
@@ -266,3 +272,32 @@ def test_animate_bad_background_is_one_clear_line(background, trained, synth_roo
     proc = talk("animate", "--audio", str(wav), "--checkpoint", str(ckpt_dir(run) / "last.ckpt"), "--output",
                 str(tmp_path / "o.mp4"), "--background", background, cwd=tmp_path, check=False)  # fmt: skip
     assert proc.returncode == 1 and "--background" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_export_glb_animates_an_arkit_avatar_with_the_speech_beside_it(trained, synth_root, tmp_path):
+    from motion.face.blendshapes.gltf_animation import read_animation
+    from tests.motion.face.blendshapes.gltf_builder import GltfBuilder
+
+    run, _ = trained
+    b = GltfBuilder()  # a one-triangle avatar with three ARKit targets in other spellings
+    position = b.accessor(np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32))
+    targets = [{"POSITION": b.accessor(np.full((3, 3), 0.01 * (k + 1), np.float32))} for k in range(3)]
+    prim = {"attributes": {"POSITION": position}, "targets": targets}
+    b.node(mesh=b.mesh("Face", [prim], ["JawOpen", "eyeBlink_L", "mouthSmile_R"]))
+    avatar = b.write_glb(tmp_path / "avatar.glb")
+    wav = synth_root / "wav" / "SYN_09_F_sentence01.wav"
+    out = tmp_path / "animated.glb"
+    result = talk("export-glb", "--rig", str(avatar), "--audio", str(wav), "--checkpoint",
+                  str(ckpt_dir(run) / "last.ckpt"), "--output", str(out), cwd=tmp_path)  # fmt: skip
+    assert "49 ARKit target" in result.stdout  # the avatar lacks the other targets: said, not fatal
+    times, weights = read_animation(out)
+    frames = int(np.ceil(sf.info(str(wav)).duration * 30 - 1e-6))
+    assert len(times) == frames and times[1] == np.float32(1 / 30)
+    (node_weights,) = weights.values()
+    assert node_weights.shape == (frames, 3) and node_weights[:, 0].max() > 0.05  # JawOpen moves
+    assert sf.info(str(out.with_suffix(".wav"))).duration == pytest.approx(
+        sf.info(str(wav)).duration, abs=1e-3
+    )
+    again = talk("export-glb", "--rig", str(avatar), "--audio", str(wav), "--checkpoint",
+                 str(ckpt_dir(run) / "last.ckpt"), "--output", str(out), cwd=tmp_path, check=False)  # fmt: skip
+    assert again.returncode == 1 and "--overwrite" in again.stderr and "Traceback" not in again.stderr
