@@ -56,6 +56,19 @@ def _data_command(argv: list[str]) -> None:
     synth.add_argument(
         "--sample-rate", type=int, default=16000, help="audio sample rate in Hz (default 16000)"
     )
+    portraits = sub.add_parser(
+        "portraits",
+        help="write the synthetic portrait-video set (training data of the portrait generator)",
+        description="Write synthetic portrait clips: the textured procedural head with teeth and tongue, varied "
+        "skin, hair, light, camera, head pose and background, speaking; frames and meshes as .npy per clip, "
+        "manifest.jsonl, train/val/test by clip. Resumable and deterministic by --seed.",
+    )
+    portraits.add_argument("--out", required=True, help="output directory")
+    portraits.add_argument("--clips", type=int, default=200, help="number of clips (default 200)")
+    portraits.add_argument("--frames", type=int, default=50, help="frames per clip (default 50)")
+    portraits.add_argument("--size", type=int, default=256, help="frame size in pixels (default 256)")
+    portraits.add_argument("--supersample", type=int, default=2, help="anti-aliasing factor (default 2)")
+    portraits.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     vocaset = sub.add_parser(
         "vocaset",
         help="convert the VOCASET release files to the processed layout",
@@ -74,6 +87,20 @@ def _data_command(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if args.command == "vocaset":
         _convert_vocaset(args)
+    elif args.command == "portraits":
+        from talk.synth.portrait import write_portrait_set
+
+        if args.clips < 1 or args.frames < 1 or args.size < 16 or args.supersample < 1:
+            raise UserError(
+                "--clips and --frames must be at least 1, --size at least 16, --supersample at least 1."
+            )
+        done = write_portrait_set(
+            args.out, args.clips, args.frames, args.seed, size=args.size, supersample=args.supersample
+        )
+        print(
+            f"{done.clips} clips in {done.out_dir} ({done.rendered} rendered now, "
+            f"{done.seconds_per_clip:.1f} s each; splits {done.splits}) in {done.elapsed_seconds:.1f} s"
+        )
     elif args.command == "synth":
         from talk.synth import synthesize_dataset
 
