@@ -151,7 +151,11 @@ def main() -> None:
         heavy_row("talk animate (full run)", ["-c", CLI_MODULES.format(argv=argv) + heavy])
         print("--- full run (process wall time)")
         row(f"talk animate 3 s @ {args.size}px", args.repeats, ["-m", "talk.cli.main", *argv])
-        row("  --render-process false", args.repeats, ["-m", "talk.cli.main", *argv, "--render-process", "false"])
+        row(
+            "  --render-process false",
+            args.repeats,
+            ["-m", "talk.cli.main", *argv, "--render-process", "false"],
+        )
 
 
 if __name__ == "__main__":
