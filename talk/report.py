@@ -257,9 +257,15 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path) -> RunReport:
     """
     if not run_dirs:
         raise ReportError("give at least one run directory.")
+    out = Path(out_dir)
+    for folder in [out, *out.parents]:  # checked before anything is read
+        if folder.exists():
+            if not folder.is_dir():
+                where = "is a file" if folder == out else f"is under {folder}, a file"
+                raise ReportError(f"--out {out} {where}; name a folder for report.md and the plot.")
+            break
     paths = [Path(p) for p in run_dirs]
     runs = [load_run(p, label) for p, label in zip(paths, _unique_labels(paths), strict=True)]
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot = plot_per_sequence(runs, out / PLOT_FILENAME)
     notes = comparison_warnings(runs)

@@ -161,6 +161,11 @@ def _check_paths(
     from talk.pipeline.animate import check_output
 
     check_output(output)  # a directory, a path under a file, an unwritable folder
+    if output.suffix.lower() != ".mp4":
+        raise UserError(
+            f"output {output}: talk animate writes an MP4 (H.264/AAC); name the file with .mp4, such as "
+            f"{output.with_suffix('.mp4')}."
+        )
     if output.exists() and not overwrite:
         raise UserError(f"output {output} exists; pass --overwrite to replace it.")
     if weights is not None:
@@ -219,8 +224,11 @@ def _load_ground_truth(path: Path, num_vertices: int, fps: float, source_fps: fl
         raise UserError(f"ground-truth file {path} not found.")
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as err:
-        raise UserError(f"ground-truth file {path} is not a .npy array ({err}).") from None
+    except (ValueError, OSError, EOFError):
+        raise UserError(
+            f"ground-truth file {path} is not a .npy array of vertices; pass the [T, V*3] .npy of a sequence "
+            "(<root>/vertices_npy/<name>.npy)."
+        ) from None
     if array.ndim == 2 and array.shape[1] % 3 == 0:
         array = array.reshape(array.shape[0], -1, 3)
     if array.ndim != 3 or array.shape[1] != num_vertices or array.shape[2] != 3:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def export(checkpoint: Path, output: Path) -> None:
+def export(checkpoint: Path, output: Path, overwrite: bool = False) -> None:
     """Write a checkpoint's inference model alone (config, weights, dataset assets) to one small file.
 
     The file holds no training state and no reference to other files (the face model's and speech encoder's
@@ -15,12 +15,15 @@ def export(checkpoint: Path, output: Path) -> None:
 
     Args:
         checkpoint: Checkpoint written by `talk fit`.
-        output: The file to write (e.g. model.pt).
+        output: The file to write (e.g. model.pt); its folder is created if missing.
+        overwrite: Replace the output file if it exists.
     """
+    from talk.cli.checks import check_output_file
     from talk.errors import CheckpointError
     from talk.pipeline.load import build, pipeline_parts, read_checkpoint
     from talk.pipeline.load import export as write
 
+    check_output_file(Path(output), overwrite)  # before the checkpoint is read
     ckpt = read_checkpoint(checkpoint)
     if ckpt.get("talk_pipeline") is not None or ckpt.get("format") is not None:
         model = build(*pipeline_parts(ckpt, checkpoint), checkpoint, allow_file_references=True)

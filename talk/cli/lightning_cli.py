@@ -19,6 +19,7 @@ import importlib
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from talk.cli.checks import check_run_dir, constructor_error
 from talk.cli.signature import OneLineErrors
 from talk.errors import UserError
 from talk.files import atomic_write, write_text_atomic
@@ -112,6 +114,15 @@ class TalkArgumentParser(OneLineErrors, LightningArgumentParser):
     def validate(self, namespace: Namespace, *args: Any, **kwargs: Any) -> None:
         super().validate(resolve_run_dir(namespace), *args, **kwargs)
 
+    def parse_path(self, cfg_path: Any, *args: Any, **kwargs: Any) -> Namespace:
+        """jsonargparse's reading of a ``-c`` file, with a binary file (an audio file or a checkpoint given by
+        mistake) reported in one line instead of a ``UnicodeDecodeError`` traceback."""
+        try:
+            return super().parse_path(cfg_path, *args, **kwargs)
+        except UnicodeDecodeError:
+            return self.error(f"config file {cfg_path} is not a text YAML file; pass a config such as "
+                              "experiments/synthetic/faceformer.yaml with -c")  # fmt: skip
+
     def dump(self, namespace: Namespace, *args: Any, **kwargs: Any) -> str:
         return super().dump(resolve_run_dir(namespace), *args, **kwargs)
 
@@ -150,8 +161,29 @@ class TalkCLI(LightningCLI):
                 print(writer.summary() if self.trainer.world_size == 1 else f"predictions: {writer.path}")
 
     def before_instantiate_classes(self) -> None:
-        """The run's outputs go under ``trainer.default_root_dir`` (see :func:`resolve_run_dir`)."""
+        """The run's outputs go under ``trainer.default_root_dir`` (see :func:`resolve_run_dir`), which must be a
+        folder or creatable as one: checked before anything is built or trained."""
         self.config = resolve_run_dir(self.config)
+        subcommand = self.config.get("subcommand")
+        trainer = self.config[subcommand].get("trainer") if subcommand else None
+        run_dir = trainer.get("default_root_dir") if trainer is not None else None
+        if run_dir:
+            check_run_dir(Path(run_dir))
+
+    def instantiate_classes(self) -> None:
+        """Builds the model, data and trainer; a value their constructors refuse (a missing tokenizer checkpoint,
+        ``num_heads`` that does not divide ``d_model``) is reported as the constructor's own one-line message.
+        jsonargparse wraps it in a multi-line "Does not validate against any of the Union subtypes" error that
+        ends the run with a traceback."""
+        try:
+            super().instantiate_classes()
+        except Exception as exc:
+            cause = constructor_error(exc)
+            if cause is None:
+                raise
+            if isinstance(cause, UserError):
+                raise cause from None
+            raise UserError(str(cause).strip()) from None
 
     def _parse_ckpt_path(self) -> None:
         """Checkpoint hyperparameters define the model, but ``--model.*`` flags given explicitly still win.
@@ -180,9 +212,9 @@ class TalkCLI(LightningCLI):
 
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if not ckpt_path or not Path(ckpt_path).is_file():
-            return
-        hparams = dict(read_checkpoint(ckpt_path).get("hyper_parameters") or {})
+        if not ckpt_path or str(ckpt_path) in LIGHTNING_CKPT_ALIASES or str(ckpt_path).startswith("registry"):
+            return  # nothing to read, or a checkpoint Lightning looks up itself ("last": the run's last.ckpt)
+        hparams = dict(read_checkpoint(ckpt_path).get("hyper_parameters") or {})  # a missing file: one line
         hparams.pop("_instantiator", None)
         if not hparams:
             return
@@ -207,15 +239,37 @@ class TalkCLI(LightningCLI):
         return trainer
 
     def after_fit(self) -> None:
+        """Prints the checkpoints written. When none was (they are written after validation, and a run shorter
+        than ``check_val_every_n_epoch`` never validates), writes ``last.ckpt`` of the trained model anyway, so the
+        training is not lost, and says in one line why there is no ``best.ckpt``."""
         from lightning.pytorch.callbacks import ModelCheckpoint
 
-        for ckpt in self.trainer.checkpoint_callbacks:
-            if not isinstance(ckpt, ModelCheckpoint) or not ckpt.best_model_path:
+        callbacks = [c for c in self.trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
+        for ckpt in callbacks:
+            if not ckpt.best_model_path:
                 continue
             kind = "best" if ckpt.monitor else "last"  # an unmonitored checkpoint keeps the latest epoch
             print(f"{kind} checkpoint: {ckpt.best_model_path}")
             if ckpt.last_model_path:
                 print(f"last checkpoint: {ckpt.last_model_path}")
+        trainer = self.trainer
+        if (
+            not callbacks
+            or trainer.fast_dev_run
+            or any(c.best_model_path or c.last_model_path for c in callbacks)
+        ):
+            return  # (fast_dev_run: a smoke test, which writes no checkpoint on purpose)
+        folder = next((c.dirpath for c in callbacks if c.dirpath), None)
+        path = Path(folder or Path(trainer.default_root_dir) / "checkpoints") / "last.ckpt"
+        trainer.save_checkpoint(path, weights_only=False)  # a full checkpoint: training resumes from it
+        every = trainer.check_val_every_n_epoch
+        print(
+            f"talk fit: warning: validation never ran (trainer.max_epochs={trainer.max_epochs}, "
+            f"trainer.check_val_every_n_epoch={every}), so no best.ckpt was chosen; the trained model is in {path} "
+            "(resume with --ckpt_path, or train at least check_val_every_n_epoch epochs).",
+            file=sys.stderr,
+        )
+        print(f"last checkpoint: {path}")
 
     def after_test(self) -> None:
         results = getattr(self.model, "test_results", None)
@@ -260,6 +314,9 @@ class TalkCLI(LightningCLI):
         print(f"per-sequence metrics: {seq_path}")
 
 
+LIGHTNING_CKPT_ALIASES = ("last", "best", "hpc")  # --ckpt_path values Lightning resolves, not file names
+
+
 def _explicit_model_flags(argv: list[str]) -> dict[str, Any]:
     """Nested dict of the ``--model.a.b=value`` / ``--model.a.b value`` flags in ``argv`` (values parsed as YAML)."""
     out: dict[str, Any] = {}
@@ -297,6 +354,12 @@ def run_lightning_cli(args: list[str] | None = None, cli_class: type[TalkCLI] | 
 
     if args is not None:
         sys.argv = ["talk", *args]  # LightningCLI reads sys.argv; keeps its error messages naming `talk`
+    # Lightning's notes that are not the user's business: its own use of a deprecated torch API, (talk test of
+    # another run's checkpoint, the usual case) that the checkpoint callbacks' folder differs from the training's,
+    # and (the LM's frozen tokenizer) that some modules are in eval mode on purpose.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+    warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
     # per subcommand (the root parser has no trainer); escaped, since the entries are glob patterns
     default_trainer = {"default_config_files": [glob.escape(str(DEFAULT_TRAINER_CONFIG))]}
     subcommands = {name: dict(default_trainer) for name in SUBCOMMANDS}

@@ -13,10 +13,11 @@ import sys
 import warnings
 from collections.abc import Callable
 
-from talk.cli.signature import run_function
+from talk.cli.signature import OneLineArgumentParser, run_function
 from talk.errors import UserError
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+COMMANDS = (*LIGHTNING_SUBCOMMANDS, "data", "animate", "export", "export-glb", "track", "rig", "report")
 TALK_PACKAGES = ("audio", "motion", "render", "talk")  # whose warnings are printed in one line
 
 USAGE = """usage: talk <command> [options]
@@ -40,7 +41,7 @@ Run `talk <command> --help` for the options of each command.
 
 
 def _data_command(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="talk data", description="Create or convert datasets.")
+    parser = OneLineArgumentParser(prog="talk data", description="Create or convert datasets.")
     sub = parser.add_subparsers(dest="command", required=True)
     synth = sub.add_parser(
         "synth",
@@ -225,7 +226,14 @@ def _run(command: str, rest: list[str]) -> None:
 
             report_command(rest)
         else:
-            print(f"talk: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
+            import difflib
+
+            close = difflib.get_close_matches(command, COMMANDS, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            print(
+                f"talk: error: unknown command '{command}'{hint} (talk --help for the commands)",
+                file=sys.stderr,
+            )
             sys.exit(2)
     except UserError as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

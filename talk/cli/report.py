@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
+
+from talk.cli.signature import OneLineArgumentParser
 
 
 def report_command(argv: list[str]) -> None:
     """Parses the arguments, writes ``report.md`` and the per-sequence box plot, prints the table."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="talk report",
         description="Compare `talk test` runs: a markdown table of every metric (with units, dataset, split, "
         "region set and its sha256) and a PNG box plot of per-sequence LVE and MVE. Warns when the runs used "

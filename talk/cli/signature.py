@@ -7,10 +7,13 @@ documented commands have always been written.
 
 jsonargparse answers a mistake with the whole usage (fifty lines for ``talk fit``) before a multi-line message;
 :class:`OneLineErrors` prints ``talk fit: error: <the line that matters>`` and where to find the options instead.
+The commands still on plain argparse (``talk data``, ``talk report``) use :class:`OneLineArgumentParser`, which
+answers in the same two lines.
 """
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import importlib
 import inspect
@@ -74,6 +77,70 @@ class OneLineErrors:
         self.exit(2)
 
 
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """A plain ``argparse`` parser whose mistakes print the two lines every other talk command prints,
+    ``<prog>: error: <message>[; did you mean ...?]`` and ``(<prog> --help for the options)``, and exit with code
+    2, instead of the usage before the message. Subparsers (``add_subparsers``) are of the same class, and an
+    unknown option is reported by the subcommand that was chosen (``talk data synth: error: unrecognized
+    arguments: --outt; did you mean '--out'?``), with its options as the suggestions."""
+
+    def parse_known_args(
+        self, args: Any = None, namespace: Any = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        # kept for the hint when a required option is missing (often because it is misspelt)
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self._chosen(parsed).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def error(self, message: str) -> Any:
+        prog = self.prog
+        sys.stderr.write(f"{prog}: error: {self._summary(message)}\n({prog} --help for the options)\n")
+        self.exit(2)
+
+    def _subcommands(self) -> list[argparse._SubParsersAction]:
+        return [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+
+    def _chosen(self, parsed: argparse.Namespace) -> OneLineArgumentParser:
+        """The deepest subcommand parser that ``parsed`` chose (``self`` without subcommands)."""
+        for action in self._subcommands():
+            sub = action.choices.get(getattr(parsed, action.dest, None) or "")
+            if isinstance(sub, OneLineArgumentParser):
+                return sub._chosen(parsed)
+        return self
+
+    def _summary(self, message: str) -> str:
+        """argparse's message with ``; did you mean '--out'?`` for a misspelt option or subcommand, or the
+        subcommands to choose from when none was given."""
+        for action in self._subcommands():
+            names = list(action.choices)
+            either = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+            if message == f"the following arguments are required: {action.dest}":
+                return f"a subcommand is required: {either}"
+            if message.startswith(f"argument {action.dest}: invalid choice: "):
+                given = re.search(r"invalid choice: '([^']*)'", message)
+                given = given[1] if given else ""
+                close = difflib.get_close_matches(given, names, n=1, cutoff=0.6)
+                hint = f"did you mean '{close[0]}'?" if close else f"choose {either}"
+                return f"unknown subcommand '{given}'; {hint}"
+        options = [o for o in self._option_string_actions if o.startswith("--")]
+        if match := re.match(r"unrecognized arguments: (\S+)", message):
+            close = difflib.get_close_matches(match[1].partition("=")[0], options, n=1, cutoff=0.6)
+            return message + (f"; did you mean '{close[0]}'?" if close else "")
+        if message.startswith("the following arguments are required: "):  # often a misspelt required option
+            for arg in getattr(self, "_given", []):
+                flag = arg.partition("=")[0]
+                if flag.startswith("--") and flag not in options:
+                    close = difflib.get_close_matches(flag, options, n=1, cutoff=0.6)
+                    if close and close[0] in message:
+                        return f"unrecognized arguments: {flag}; did you mean '{close[0]}'?"
+        return message
+
+
 # Lines of a jsonargparse message that only repeat the structure of the type (a Union with None, ...).
 _NOISE = re.compile(
     r"^-?\s*(Does not validate against any of the Union subtypes|Subtypes:|Errors:|Given value type:"
@@ -109,6 +176,8 @@ def summarise_parse_error(message: str, argv: list[str], parser: Any = None) -> 
                 where = f" line {mark.line + 1}" if mark is not None else ""
                 return f"{path}{where}: {getattr(err, 'problem', None) or err}"
         return lines[0].replace("Problems parsing config: ", "invalid YAML: ")
+    if lines[0].startswith("Unexpected config:"):  # a -c file that is not a mapping of options
+        return _not_a_mapping(configs)
     key, cls, given, detail = "", "", "", ""
     for line in lines:
         if match := re.match(r'-?\s*Parser key "([^"]+)":\s*(.*)', line):
@@ -122,6 +191,10 @@ def summarise_parse_error(message: str, argv: list[str], parser: Any = None) -> 
             detail = line.lstrip("- ")  # the innermost reason is the last one given
     if key == "config" and detail.startswith("File does not exist"):
         return f"config file {detail.partition(':')[2].strip()} does not exist; check the path given with -c"
+    if key == "config" and detail.startswith("Path is not a file"):
+        folder = detail.partition(":")[2].strip().strip("'")
+        example = next(iter(sorted(Path(folder).glob("*.yaml"))), Path(folder) / "config.yaml")
+        return f"config file {folder} is a directory; pass a YAML file with -c, such as {example}"
     detail = re.sub(r"<class '([\w.]+)'>", r"\1", detail).replace("Expected a ", "expected ")
     detail = re.sub(r"\. Got value: (.*)$", r", got '\1'", detail)
     if (
@@ -137,6 +210,22 @@ def summarise_parse_error(message: str, argv: list[str], parser: Any = None) -> 
     detail += _suggestion(detail, cls, parser)
     where = f"--{key} ({cls})" if cls else f"--{key}" if key else ""
     return f"{where}: {detail}" if where else detail
+
+
+def _not_a_mapping(configs: list[str]) -> str:
+    """The message for a ``-c`` file whose YAML is not a mapping (empty, a list, a bare word)."""
+    import yaml
+
+    for path in configs:
+        try:
+            content = yaml.safe_load(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if not isinstance(content, dict):
+            what = "empty" if content is None else f"a YAML {type(content).__name__}, not a mapping"
+            return (f"config file {path} is {what}; a config maps sections (trainer:, model:, data:) to their "
+                    "options, as the files in experiments/ do")  # fmt: skip
+    return "a config file is not a YAML mapping of options; see the files in experiments/"
 
 
 def _config_files(argv: list[str], parser: Any) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -220,6 +221,11 @@ def load_tokenizer(
     if path is None:
         raise CheckpointError(
             "AudioToMotionModule needs tokenizer_checkpoint (a `talk fit` tokenizer checkpoint)."
+        )
+    if not Path(path).is_file():
+        raise CheckpointError(
+            f"tokenizer_checkpoint {path} not found; train the tokenizer first (`talk fit -c "
+            "experiments/<dataset>/tokenizer.yaml`) or point model.init_args.tokenizer_checkpoint at its best.ckpt."
         )
     ckpt = read_checkpoint(path)
     hparams = ckpt.get("hyper_parameters") or {}

@@ -47,6 +47,13 @@ class RegressionModule(TalkModule):
         fps: Motion frame rate (linked from the data).
         test_condition: Training subject whose style drives subjects unseen in training; None averages all
             training styles.
+        encoder_window_seconds: At inference, audio longer than this is encoded in windows of this length with
+            ``encoder_context_seconds`` of context on each side (``AudioEncoder.encode_long``), as the token model
+            does, so that the cost of a self-attention encoder (wav2vec2, HuBERT, WavLM) grows linearly with the
+            length instead of quadratically; exact for the mel encoder, and for the speech encoders everything but
+            the transformer's view past each window is exact. Training always encodes whole clips. None encodes
+            every input whole.
+        encoder_context_seconds: Left context and look-ahead of each window.
     """
 
     def __init__(
@@ -63,6 +70,8 @@ class RegressionModule(TalkModule):
         velocity_weight: float = 1.0,
         fps: float = 30.0,
         test_condition: str | None = None,
+        encoder_window_seconds: float | None = 10.0,
+        encoder_context_seconds: float = 0.5,
     ) -> None:
         super().__init__(motion_dim=motion_dim, num_styles=num_styles, fps=fps, test_condition=test_condition)
         from_configs = self.save_config(["audio_encoder", "generator", "optimizer", "scheduler"])
@@ -79,7 +88,13 @@ class RegressionModule(TalkModule):
             generator(*regressor_args), motion_dim, basis_components, offset_scale
         )
         self.model = AudioToMotion(
-            audio_encoder, regression, num_styles=num_styles, fps=fps, test_condition=test_condition
+            audio_encoder,
+            regression,
+            num_styles=num_styles,
+            fps=fps,
+            test_condition=test_condition,
+            encoder_window_seconds=encoder_window_seconds,
+            encoder_context_seconds=encoder_context_seconds,
         )
         self.optimizer = optimizer
         self.scheduler = scheduler
@@ -103,6 +118,8 @@ class RegressionModule(TalkModule):
                     "num_styles": num_styles,
                     "fps": float(fps),
                     "test_condition": test_condition,
+                    "encoder_window_seconds": encoder_window_seconds,
+                    "encoder_context_seconds": encoder_context_seconds,
                 },
             }
             self.model.config = self.pipeline_config

@@ -13,6 +13,7 @@ stride (``[::2]`` for 30 fps). The synthetic dataset written by ``talk data synt
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 from typing import Any
@@ -180,8 +181,9 @@ class VocasetDataModule(TalkDataModule):
     # ------------------------------------------------------------------------------------------ format hooks
     def _read_templates(self) -> dict[str, np.ndarray]:
         if not self.root.is_dir():
+            problem = "is a file, not a folder" if self.root.exists() else "does not exist"
             raise DatasetError(
-                f"dataset root {self.root} does not exist; create one with `talk data synth --out {self.root}` "
+                f"dataset root {self.root} {problem}; create one with `talk data synth --out {self.root}` "
                 "or point data.root at your processed VOCASET."
             )
         return load_templates(self.root / "templates.pkl")
@@ -215,6 +217,17 @@ class VocasetDataModule(TalkDataModule):
             )
         by_split: dict[str, list[str]] = {split: [] for split in SPLITS}
         subjects = {"train": self.train_subjects, "val": self.val_subjects, "test": self.test_subjects}
+        present = sorted({split_name(name)[0] for name in wavs})
+        # a misspelt or unconverted subject would otherwise be left out of its split without a word
+        for split, members in subjects.items():
+            for subject in members:
+                if subject not in present:
+                    close = difflib.get_close_matches(subject, present, n=1, cutoff=0.6)
+                    hint = f"did you mean '{close[0]}'? " if close else ""
+                    raise DatasetError(
+                        f"data.{split}_subjects names '{subject}', which has no sequences in {self.root}; {hint}"
+                        f"its subjects are {', '.join(present) or 'none'}."
+                    )
         for name in sorted(wavs):
             subject, sentence = split_name(name)
             number = sentence_number(sentence)

@@ -240,7 +240,8 @@ def convert_vocaset(
     start = time.perf_counter()
     raw, out = Path(raw_dir), Path(out_dir)
     if not raw.is_dir():
-        raise VocasetConversionError(f"--raw folder {raw} does not exist; {_RELEASE_HINT}.")
+        problem = "is a file, not a folder" if raw.exists() else "does not exist"
+        raise VocasetConversionError(f"--raw folder {raw} {problem}; {_RELEASE_HINT}.")
     missing = [name for name in RELEASE_FILES if not (raw / name).is_file()]
     if missing:
         raise VocasetConversionError(f"{', '.join(missing)} not found in {raw}; {_RELEASE_HINT}.")

@@ -108,11 +108,23 @@ def test_subject_without_template_is_named(tmp_path):
 
 
 def test_missing_root_and_empty_split(tmp_path):
-    with pytest.raises(DatasetError, match="talk data synth"):
+    with pytest.raises(DatasetError, match="nope does not exist; create one with `talk data synth"):
         make_dm(tmp_path / "nope").setup("fit")
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(
+        DatasetError, match="a_file is a file, not a folder; create one with `talk data synth"
+    ):
+        make_dm(tmp_path / "a_file").setup("fit")
     write_miniature(tmp_path, SUBJECTS)
     with pytest.raises(DatasetError, match="test split .* is empty"):
         make_dm(tmp_path, test_sentences=(30, 40)).setup("test")
+
+
+def test_a_subject_without_sequences_is_named_not_left_out(tmp_path):
+    write_miniature(tmp_path, SUBJECTS)
+    with pytest.raises(DatasetError, match="data.train_subjects names 'FaceTalk_B_AT', which has no sequences in "
+                       ".*; did you mean 'FaceTalk_B_TA'\\? its subjects are FaceTalk_A_TA, FaceTalk_B_TA"):  # fmt: skip
+        make_dm(tmp_path, train_subjects=["FaceTalk_A_TA", "FaceTalk_B_AT"]).setup("fit")
 
 
 def test_templates_pickled_by_python2_with_latin1_bytes_load(tmp_path):

@@ -222,6 +222,9 @@ def test_malformed_release_files_are_named(release, tmp_path):
     raw, _ = release
     with pytest.raises(VocasetConversionError, match="--raw folder .*nope does not exist"):
         convert_vocaset(tmp_path / "nope", tmp_path / "out", progress=False)
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(VocasetConversionError, match="--raw folder .*a_file is a file, not a folder"):
+        convert_vocaset(tmp_path / "a_file", tmp_path / "out", progress=False)
     (raw / "subj_seq_to_idx.pkl").write_bytes(b"not a pickle")
     with pytest.raises(VocasetConversionError, match="subj_seq_to_idx.pkl is not a readable VOCASET pickle"):
         convert_vocaset(raw, tmp_path / "out", progress=False)
