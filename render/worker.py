@@ -33,6 +33,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, BinaryIO
 
+from talk.errors import UserError  # imports nothing: the worker stays torch-free
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -46,8 +48,9 @@ __all__ = ["RenderWorker", "WorkerVideo", "RenderProcessError"]
 _HEADER = struct.Struct("<4sQ")
 
 
-class RenderProcessError(RuntimeError):
-    """The render process failed; the message is its own one-line account."""
+class RenderProcessError(UserError, RuntimeError):
+    """The render process failed (ffmpeg could not write the video, the disk is full, ...); the message is its own
+    one-line account, which the CLI prints as it is."""
 
 
 def _send(stream: IO[bytes], tag: bytes, *payload: bytes) -> None:
