@@ -16,7 +16,7 @@ $(PY):
 # numpy<2 and protobuf<5, and talk only reads two .tflite files from it, never importing mediapipe.
 $(STAMP): $(PY) pyproject.toml
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --disable-pip-version-check "$(TORCH_SPEC)"
-	$(PY) -m pip install --disable-pip-version-check -e ".[dev]"
+	$(PY) -m pip install --disable-pip-version-check -e ".[dev,speech]"
 	$(PY) -m pip install --disable-pip-version-check --no-deps mediapipe==0.10.21
 	@touch $(STAMP)
 

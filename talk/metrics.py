@@ -64,6 +64,11 @@ class SequenceMetrics:
 class VertexMetrics:
     """Accumulates the metrics over a test set.
 
+    Pooling runs over the sequences in name order, and a sequence counts once however often it is added (a
+    distributed sampler pads the last shard by repeating sequences), so the metrics of a split do not depend on
+    how it was batched or sharded: :meth:`merge` of the parts that several processes evaluated equals one
+    process's result exactly.
+
     Args:
         lip_ids: Lip vertex ids.
         upper_ids: Upper-face vertex ids.
@@ -72,11 +77,13 @@ class VertexMetrics:
     lip_ids: Tensor
     upper_ids: Tensor
     sequences: list[SequenceMetrics] = field(default_factory=list)
-    _lip_sum: float = 0.0
-    _frames: int = 0
+    _lip_sums: dict[str, float] = field(default_factory=dict)  # per sequence: sum over frames of the lip max
 
     def update(self, name: str, pred: Tensor, gt: Tensor, template: Tensor) -> SequenceMetrics:
-        """Adds one sequence; ``pred``/``gt`` ``[T, V, 3]``, ``template`` ``[V, 3]``."""
+        """Adds one sequence; ``pred``/``gt`` ``[T, V, 3]``, ``template`` ``[V, 3]``. A name already added is kept
+        as it was (see the class docstring)."""
+        if name in self._lip_sums:
+            return next(s for s in self.sequences if s.name == name)
         t = min(pred.shape[0], gt.shape[0])
         pred, gt = pred[:t].double(), gt[:t].double()
         template = template.double()
@@ -85,25 +92,38 @@ class VertexMetrics:
             pred, template, self.upper_ids
         )
         seq = SequenceMetrics(name, t, float(lip.mean()), float(fdd), float(mean_vertex_error(pred, gt)))
-        self._lip_sum += float(lip.sum())
-        self._frames += t
+        self._lip_sums[name] = float(lip.sum())
         self.sequences.append(seq)
         return seq
 
+    def state(self) -> tuple[list[SequenceMetrics], dict[str, float]]:
+        """What :meth:`merge` needs from another process (picklable)."""
+        return self.sequences, self._lip_sums
+
+    def merge(self, states: list[tuple[list[SequenceMetrics], dict[str, float]]]) -> None:
+        """Adds the sequences of other processes' :meth:`state`; names already present are kept as they are."""
+        for sequences, lip_sums in states:
+            for seq in sequences:
+                if seq.name not in self._lip_sums:
+                    self._lip_sums[seq.name] = lip_sums[seq.name]
+                    self.sequences.append(seq)
+
     def compute(self) -> dict[str, float]:
-        """Pooled metrics in SI units (see module docstring)."""
+        """Pooled metrics in SI units (see module docstring), summed over the sequences in name order."""
         if not self.sequences:
             raise ValueError("no sequences were evaluated.")
-        lve = self._lip_sum / self._frames
-        n = len(self.sequences)
+        ordered = sorted(self.sequences, key=lambda s: s.name)
+        frames = sum(s.frames for s in ordered)
+        lve = sum(self._lip_sums[s.name] for s in ordered) / frames
+        n = len(ordered)
         return {
             "lve": lve,
             "lve_mm": rooted_mm(lve),
-            "fdd": sum(s.fdd for s in self.sequences) / n,
-            "abs_fdd": sum(abs(s.fdd) for s in self.sequences) / n,
-            "mve": sum(s.mve for s in self.sequences) / n,
+            "fdd": sum(s.fdd for s in ordered) / n,
+            "abs_fdd": sum(abs(s.fdd) for s in ordered) / n,
+            "mve": sum(s.mve for s in ordered) / n,
             "sequences": n,
-            "frames": self._frames,
+            "frames": frames,
         }
 
 

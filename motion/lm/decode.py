@@ -48,8 +48,9 @@ class DecodeSession:
     exist: the delay pattern feeds the tokens of frames s - 1 - k into step s, and a frame past the end would be
     the special token instead. When the audio has ended both are known for every step.
 
-    Sampled decoding draws from ``sampling.generator(device)`` on the model's device, created here, once per
-    session: generation and streaming with the same ``Sampling`` draw the same numbers in the same order.
+    Sampled decoding draws from ``sampling.generators(B, device)`` on the model's device, created here, once per
+    session: generation and streaming with the same ``Sampling`` draw the same numbers in the same order, and each
+    sequence draws from its own generator, so its tokens do not depend on the rest of the batch.
 
     Args:
         model: The MotionLM.
@@ -92,7 +93,7 @@ class DecodeSession:
         self.style_vec = style_vec = model.style_vector(style)
         self.batch = b = style_vec.shape[0]
         self.device = device = style_vec.device
-        self.generator = sampling.generator(device) if teacher is None else None
+        self.generators = sampling.generators(b, device) if teacher is None else None
         self.pad = model.pad_condition(style_vec)
         self.cfg = teacher is None and sampling.cfg_scale != 1.0
         self.null = model.null_condition(b)
@@ -227,7 +228,7 @@ class DecodeSession:
         if self.teacher is not None:
             tokens = self.teacher[:, :, s]
         else:
-            tokens = sample_tokens(logits, self.sampling, self.generator)
+            tokens = sample_tokens(logits, self.sampling, self.generators)
         self.seq[:, :, s - self.seq_start] = tokens
         self.step = s + 1
 

@@ -349,7 +349,7 @@ class MotionLM(nn.Module):
             style: ``[B]`` long ids or ``[B, num_styles]`` weights.
             num_frames: Token frames to generate (default and maximum: ``audio.shape[1]``).
             sampling: Token choice (temperature 0: greedy), guidance and seed; sampled decoding draws from
-                ``sampling.generator(audio.device)``, a fresh generator per call.
+                ``sampling.generators(B, audio.device)``, fresh generators per call, one per sequence.
             return_probs: Also return each token's predictive distribution (:meth:`Sampling.probabilities` of
                 the guided logits it was chosen from), conditioned on the tokens generated before it.
 

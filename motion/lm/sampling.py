@@ -8,6 +8,7 @@ guidance and the random seed), so offline generation, streaming and every caller
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -31,9 +32,10 @@ class Sampling:
         top_p: Nucleus mass: sample among the smallest set of most likely codes reaching it (0 or 1: all).
         cfg_scale: Classifier-free guidance, logits ``u + cfg_scale * (c - u)`` from the conditional (c) and
             unconditional (u) branches; 1 runs the conditional branch only.
-        seed: Sampled decoding draws from a fresh ``torch.Generator`` seeded with this, so a call is
-            reproducible and a stream draws exactly what offline generation draws; None draws from torch's
-            global generator.
+        seed: Sampled decoding draws from fresh ``torch.Generator`` s seeded with this, one per sequence of the
+            batch (:meth:`generators`), so a call is reproducible, a stream draws exactly what offline generation
+            draws, and a sequence gets the same tokens whatever it is batched (or, under DDP, sharded) with;
+            None draws from torch's global generator.
 
     Raises:
         SamplingConfigError: A field is out of range; the message names the field and the fix.
@@ -86,6 +88,23 @@ class Sampling:
             return None
         return torch.Generator(device=device if device is not None else "cpu").manual_seed(self.seed)
 
+    def generators(
+        self, batch: int, device: torch.device | str | None = None
+    ) -> list[torch.Generator] | None:
+        """One fresh generator per sequence of a batch (see ``seed``): row b of every step draws from the b-th,
+        so what a sequence draws does not depend on the other rows.
+
+        Args:
+            batch: Number of sequences B.
+            device: Device of the logits that are sampled.
+
+        Returns:
+            None when greedy or ``seed`` is None (as :meth:`generator`); otherwise B generators seeded with ``seed``.
+        """
+        if self.greedy or self.seed is None:
+            return None
+        return [self.generator(device) for _ in range(batch)]
+
     def probabilities(self, logits: Tensor) -> Tensor:
         """The distribution a token is chosen from: ``[..., C]`` logits -> ``[..., C]`` probabilities.
 
@@ -121,14 +140,19 @@ def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 0.0) -> Tensor:
     return logits
 
 
-def sample_tokens(logits: Tensor, sampling: Sampling, generator: torch.Generator | None = None) -> Tensor:
+def sample_tokens(
+    logits: Tensor,
+    sampling: Sampling,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
+) -> Tensor:
     """Choose one token id per row of logits.
 
     Args:
         logits: ``[..., C]`` unnormalised scores.
         sampling: Token choice (greedy: the argmax).
-        generator: Random generator of sampled decoding (:meth:`Sampling.generator`, on the logits' device);
-            None draws from torch's global generator.
+        generator: Random generator of sampled decoding (:meth:`Sampling.generator`, on the logits' device), or
+            one per index of the first dimension (:meth:`Sampling.generators`: ``logits[b]`` draws from
+            ``generator[b]``); None draws from torch's global generator.
 
     Returns:
         ``[...]`` long token ids in ``[0, C)``.
@@ -139,5 +163,13 @@ def sample_tokens(logits: Tensor, sampling: Sampling, generator: torch.Generator
         logits = logits / sampling.temperature
     logits = filter_logits(logits, sampling.top_k, sampling.top_p)
     probs = logits.softmax(dim=-1)
-    flat = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
-    return flat.view(probs.shape[:-1])
+    if generator is None or isinstance(generator, torch.Generator):
+        flat = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
+        return flat.view(probs.shape[:-1])
+    if len(generator) != probs.shape[0]:
+        raise ValueError(f"{len(generator)} generators for a batch of {probs.shape[0]} rows.")
+    rows = [
+        torch.multinomial(p.reshape(-1, p.shape[-1]), 1, generator=g).view(p.shape[:-1])
+        for p, g in zip(probs, generator, strict=True)
+    ]
+    return torch.stack(rows)

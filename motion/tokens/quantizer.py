@@ -50,6 +50,23 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def _all_rows(x: Tensor) -> Tensor:
+    """The rows ``[N_r, D]`` of every rank concatenated in rank order (a collective); ``x`` itself in one process.
+
+    Rank 0 draws k-means seeds and dead-code replacements from the whole global batch, as one process training
+    on that batch would, instead of from its own shard."""
+    if not _distributed():
+        return x
+    sizes = [torch.zeros((), dtype=torch.long, device=x.device) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, torch.tensor(x.shape[0], device=x.device))
+    longest = int(max(sizes))
+    padded = x.new_zeros(longest, x.shape[1])
+    padded[: x.shape[0]] = x
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded.contiguous())
+    return torch.cat([part[: int(n)] for part, n in zip(parts, sizes, strict=True)])
+
+
 def codebook_stats(codes: Tensor, codebook_size: int) -> tuple[Tensor, Tensor]:
     """Perplexity and usage of one codebook's assignments.
 
@@ -167,7 +184,9 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def init_kmeans(self, x: Tensor) -> None:
-        """Sets the codebook to k-means centroids of ``x`` ``[N, D]`` and the EMA statistics to match."""
+        """Sets the codebook to k-means centroids of ``x`` ``[N, D]`` (of every rank's ``x`` under
+        ``torch.distributed``) and the EMA statistics to match."""
+        x = _all_rows(x)
         if x.shape[0] > 0:
             centroids, counts = _kmeans(x, self.codebook_size, self.kmeans_iters)
             self.embed.copy_(centroids)
@@ -201,7 +220,8 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def replace_dead(self, x: Tensor) -> Tensor:
-        """Re-initialises every dead code from a random row of ``x`` ``[N, D]`` (this batch's valid inputs).
+        """Re-initialises every dead code from a random row of ``x`` ``[N, D]`` (this batch's valid inputs, of every
+        rank under ``torch.distributed``).
 
         The code's EMA state is reset with it (``cluster_size = threshold_dead``, ``embed_sum = code *
         threshold_dead``), so the next EMA step starts from the new vector instead of dragging it back towards
@@ -212,6 +232,7 @@ class VectorQuantizer(nn.Module):
         num_dead = int(dead.sum())
         if num_dead == 0:
             return dead
+        x = _all_rows(x)  # the dead set is the same on every rank (global statistics), so all of them gather
         if x.shape[0] == 0:
             dead = torch.zeros_like(dead)
         else:
@@ -219,7 +240,7 @@ class VectorQuantizer(nn.Module):
             self.embed[dead] = picks
             self.cluster_size[dead] = self.threshold_dead
             self.embed_sum[dead] = picks * self.threshold_dead
-        if _distributed():  # the dead set is identical on all ranks (global stats); the picks are not
+        if _distributed():  # rank 0's picks (each rank drew its own from the same rows)
             for buf in (self.embed, self.cluster_size, self.embed_sum):
                 dist.broadcast(buf, src=0)
         return dead

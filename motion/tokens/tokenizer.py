@@ -63,7 +63,11 @@ class PaddedConv1d(nn.Conv1d):
         total = dilation * (kernel_size - 1) + 1 - stride
         self.pad = (total, 0) if causal else (total // 2, total - total // 2)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
+        """``x`` ``[B, C, T]``; ``valid`` ``[B, T]`` bool zeroes the frames past each sequence's end first, so
+        that they are read as the zero padding of a sequence alone."""
+        if valid is not None:
+            x = x * valid[:, None, :].to(x.dtype)
         return super().forward(F.pad(x, self.pad))
 
 
@@ -76,8 +80,8 @@ class ResBlock1d(nn.Module):
         self.proj = nn.Conv1d(channels, channels, 1)
         self.act = nn.SiLU()
 
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.proj(self.act(self.conv(self.act(x))))
+    def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
+        return x + self.proj(self.act(self.conv(self.act(x), valid)))
 
 
 def _res_stack(channels: int, num_blocks: int, causal: bool) -> nn.Sequential:
@@ -121,8 +125,29 @@ class ConvMotionEncoder(nn.Module):
         ]
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x.transpose(1, 2)).transpose(1, 2)
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """``x`` ``[B, T, D]`` -> ``[B, T / stride, latent]``; ``lengths`` ``[B]`` (multiples of stride): see
+        :func:`_masked`."""
+        return _masked(self.net, x.transpose(1, 2), lengths).transpose(1, 2)
+
+
+def _masked(net: nn.Sequential, h: Tensor, lengths: Tensor | None) -> Tensor:
+    """``net`` on ``h`` ``[B, C, T]``. With ``lengths`` ``[B]`` (frames at the input's rate), each sequence's
+    activations past its end are zeroed before every temporal convolution, which then reads them as the zero padding
+    of a sequence alone: a sequence encodes and decodes as it does alone, whatever the batch pads it with."""
+    if lengths is None:
+        return net(h)
+    for layer in net:
+        for block in list(layer) if isinstance(layer, nn.Sequential) else [layer]:
+            if isinstance(block, (PaddedConv1d, ResBlock1d)):
+                h = block(h, torch.arange(h.shape[-1], device=h.device)[None, :] < lengths[:, None])
+                if isinstance(block, PaddedConv1d) and block.stride[0] > 1:
+                    lengths = lengths // block.stride[0]
+            else:
+                h = block(h)
+                if isinstance(block, nn.Upsample):
+                    lengths = lengths * int(block.scale_factor)
+    return h
 
 
 class ConvMotionDecoder(nn.Module):
@@ -161,8 +186,9 @@ class ConvMotionDecoder(nn.Module):
         layers += [nn.SiLU(), PaddedConv1d(hidden_dim, motion_dim, io_kernel, causal=causal)]
         self.net = nn.Sequential(*layers)
 
-    def forward(self, z: Tensor) -> Tensor:
-        return self.net(z.transpose(1, 2)).transpose(1, 2)
+    def forward(self, z: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """``z`` ``[B, Tq, latent]`` -> ``[B, Tq * stride, D]``; ``lengths`` ``[B]`` in tokens: see :func:`_masked`."""
+        return _masked(self.net, z.transpose(1, 2), lengths).transpose(1, 2)
 
 
 class MotionTokenizer(nn.Module):
@@ -277,15 +303,31 @@ class MotionTokenizer(nn.Module):
 
     def _encode_latent(self, motion: Tensor, mask: Tensor | None) -> Tensor:
         x = (motion - self.motion_mean) / self.motion_std
+        b, t = motion.shape[:2]
         if mask is not None:  # padding content must not leak into valid tokens through the convolutions
             x = x * mask[..., None].to(x.dtype)
-        pad = self.num_tokens(motion.shape[1]) * self.stride - motion.shape[1]
-        if pad:  # repeat the last frame: motion continues smoothly instead of snapping to zero
-            x = torch.cat([x, x[:, -1:].expand(-1, pad, -1)], dim=1)
-        return self.encoder(x)
+        padded = self.num_tokens(t) * self.stride
+        if padded > t:
+            x = F.pad(x, (0, 0, 0, padded - t))
+        # Each sequence's last token is completed by repeating its last frame (motion continues smoothly instead of
+        # snapping to zero), per sequence, so that a sequence encodes the same whatever it is batched with: as
+        # alone, where the batch's end is its own end. Beyond that, zeros, as the convolutions pad alone.
+        lengths = mask.sum(dim=1) if mask is not None else torch.full((b,), t, device=x.device)
+        rounded = (lengths + self.stride - 1) // self.stride * self.stride
+        frames = torch.arange(padded, device=x.device)
+        fill = (frames >= lengths[:, None]) & (frames < rounded[:, None])
+        if bool(fill.any()):
+            last = x[torch.arange(b, device=x.device), (lengths - 1).clamp(min=0)]
+            x = torch.where(fill[..., None], last[:, None], x)
+        return self.encoder(x, rounded if mask is not None else None)
 
-    def _decode_latent(self, z: Tensor, length: int) -> Tensor:
-        return torch.addcmul(self.motion_mean, self.decoder(z)[:, :length], self.motion_std)  # one pass
+    def _token_lengths(self, mask: Tensor | None) -> Tensor | None:
+        """``[B]`` tokens of each sequence of a padded batch (None without a mask)."""
+        return None if mask is None else (mask.sum(dim=1) + self.stride - 1) // self.stride
+
+    def _decode_latent(self, z: Tensor, length: int, token_lengths: Tensor | None = None) -> Tensor:
+        decoded = self.decoder(z, token_lengths)[:, :length]
+        return torch.addcmul(self.motion_mean, decoded, self.motion_std)  # one pass
 
     def forward(
         self, motion: Tensor, mask: Tensor | None = None, num_quantizers: int | None = None
@@ -302,7 +344,7 @@ class MotionTokenizer(nn.Module):
         z = self._encode_latent(motion, mask)
         result = self.quantizer(z, self.token_mask(mask, motion.shape[1]), num_quantizers)
         return TokenizerOutput(
-            reconstruction=self._decode_latent(result.quantized, motion.shape[1]),
+            reconstruction=self._decode_latent(result.quantized, motion.shape[1], self._token_lengths(mask)),
             codes=result.codes,
             commitment_loss=result.commitment_loss,
             perplexity=result.perplexity,

@@ -245,23 +245,22 @@ class TalkCLI(LightningCLI):
         from lightning.pytorch.callbacks import ModelCheckpoint
 
         callbacks = [c for c in self.trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
-        for ckpt in callbacks:
-            if not ckpt.best_model_path:
-                continue
-            kind = "best" if ckpt.monitor else "last"  # an unmonitored checkpoint keeps the latest epoch
-            print(f"{kind} checkpoint: {ckpt.best_model_path}")
-            if ckpt.last_model_path:
-                print(f"last checkpoint: {ckpt.last_model_path}")
         trainer = self.trainer
         if (
             not callbacks
             or trainer.fast_dev_run
             or any(c.best_model_path or c.last_model_path for c in callbacks)
         ):
+            if trainer.is_global_zero:  # (under DDP every process runs this; one reports)
+                self._print_checkpoints(callbacks)
             return  # (fast_dev_run: a smoke test, which writes no checkpoint on purpose)
         folder = next((c.dirpath for c in callbacks if c.dirpath), None)
         path = Path(folder or Path(trainer.default_root_dir) / "checkpoints") / "last.ckpt"
-        trainer.save_checkpoint(path, weights_only=False)  # a full checkpoint: training resumes from it
+        trainer.save_checkpoint(
+            path, weights_only=False
+        )  # a full checkpoint (rank 0 writes): training resumes
+        if not trainer.is_global_zero:
+            return
         every = trainer.check_val_every_n_epoch
         print(
             f"talk fit: warning: validation never ran (trainer.max_epochs={trainer.max_epochs}, "
@@ -271,9 +270,19 @@ class TalkCLI(LightningCLI):
         )
         print(f"last checkpoint: {path}")
 
+    @staticmethod
+    def _print_checkpoints(callbacks: list) -> None:
+        for ckpt in callbacks:
+            if not ckpt.best_model_path:
+                continue
+            kind = "best" if ckpt.monitor else "last"  # an unmonitored checkpoint keeps the latest epoch
+            print(f"{kind} checkpoint: {ckpt.best_model_path}")
+            if ckpt.last_model_path:
+                print(f"last checkpoint: {ckpt.last_model_path}")
+
     def after_test(self) -> None:
         results = getattr(self.model, "test_results", None)
-        if not results:
+        if not results or not self.trainer.is_global_zero:  # every process holds the whole split's results
             return
         run_dir = Path(self.trainer.default_root_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -353,7 +362,10 @@ def run_lightning_cli(args: list[str] | None = None, cli_class: type[TalkCLI] | 
     from talk.training.base import TalkModule
 
     if args is not None:
-        sys.argv = ["talk", *args]  # LightningCLI reads sys.argv; keeps its error messages naming `talk`
+        # LightningCLI reads sys.argv (its messages name `talk` through parser_kwargs' prog). The program path is
+        # kept: Lightning's DDP launcher starts the other ranks with `python <sys.argv[0]> <args>` (or `python -m`
+        # when run as a module), so it must be the console script's real path, not a bare `talk`.
+        sys.argv = [sys.argv[0] if sys.argv and sys.argv[0] else "talk", *args]
     # Lightning's notes that are not the user's business: its own use of a deprecated torch API, (talk test of
     # another run's checkpoint, the usual case) that the checkpoint callbacks' folder differs from the training's,
     # and (the LM's frozen tokenizer) that some modules are in eval mode on purpose.

@@ -8,6 +8,7 @@ face-model files, the default region file) and builds ``datasets`` in ``setup``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import lightning as L
@@ -16,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from talk.data.asset_files import load_faces, metric_regions
 from talk.data.batch import Batch, collate
+from talk.data.sampler import GlobalBatchSampler
 from talk.errors import DatasetError
 from talk.pipeline.assets import Assets
 
@@ -181,11 +183,19 @@ class TalkDataModule(L.LightningDataModule):
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=self._train_sampler(split) if shuffle else None,
             num_workers=self.num_workers,
             collate_fn=collate,
             persistent_workers=self.num_workers > 0,
         )
+
+    def _train_sampler(self, split: str) -> GlobalBatchSampler:
+        """The training order (:mod:`talk.data.sampler`): the same global batches of ``W * batch_size`` sequences
+        in one process and in W (DDP), drawn from the run's seed (``seed_everything``) and the epoch."""
+        trainer = self.trainer
+        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # set by seed_everything (talk's configs: 0)
+        return GlobalBatchSampler(self.datasets[split], self.batch_size, replicas, rank, seed)
 
     def train_dataloader(self) -> DataLoader[Batch]:
         return self._loader("train", True)

@@ -200,8 +200,8 @@ class AudioToMotionModule(MotionSpace, TalkModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         loss = self._loss(batch)
         b = batch.audio.shape[0]
-        self.log("val/loss", loss.total, batch_size=b, prog_bar=True)
-        self.log_dict({f"val/{k}": v for k, v in loss.parts.items()}, batch_size=b)
+        self.log("val/loss", loss.total, batch_size=b, prog_bar=True, sync_dist=True)
+        self.log_dict({f"val/{k}": v for k, v in loss.parts.items()}, batch_size=b, sync_dist=True)
         every = self.val_generate_every
         if every and (self.current_epoch + 1) % every == 0 or self.trainer.sanity_checking:
             self._val_metrics_step(batch)

@@ -12,11 +12,13 @@ encoder, generator, face model, sampling, style resolution) and adds its loss. T
 from __future__ import annotations
 
 import inspect
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.seed import seed_everything
 from torch import Tensor
 
 from talk.data.batch import Batch
@@ -25,6 +27,7 @@ from talk.metrics import VertexMetrics
 from talk.pipeline.assets import Assets
 from talk.pipeline.config import contained
 from talk.pipeline.model import AudioToMotion
+from talk.training.rng import gather_rng_states, restore_rng_state
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class TalkModule(L.LightningModule):
         self.test_results: dict[str, Any] = {}
         self._val_metrics: VertexMetrics | None = None
         self._test_metrics: dict[str, VertexMetrics] = {}
+        self._rng_restored = False
 
     def save_config(self, modules: list[str]) -> bool:
         """Saves constructor arguments as hyperparameters so a checkpoint rebuilds its own model.
@@ -121,11 +125,20 @@ class TalkModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["talk_assets"] = None if self.assets is None else self.assets.to_dict()
+        if self._trainer is not None and self.trainer.state.fn == "fit":  # a resumed run continues its draws
+            checkpoint["talk_rng"] = gather_rng_states(self.trainer.world_size)
         if self.pipeline_config is not None:  # self-contained: sizes instead of the files it was built from
             checkpoint["talk_pipeline"] = contained(self.pipeline_config, self.model)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.assets = Assets.from_dict(checkpoint.get("talk_assets"))
+        states = checkpoint.get("talk_rng")
+        if (
+            states and self._trainer is not None
+        ):  # resuming: before the loops draw anything (talk.training.rng)
+            rank = self.trainer.global_rank
+            restore_rng_state(states[rank] if len(states) == self.trainer.world_size else states[0])
+            self._rng_restored = True
         renames = self.legacy_state_renames()
         if renames and "talk_pipeline" not in checkpoint:  # written before the pipeline layout
             state = checkpoint["state_dict"]
@@ -134,6 +147,15 @@ class TalkModule(L.LightningModule):
                     if key.startswith(old):
                         state[new + key[len(old) :]] = state.pop(key)
                         break
+
+    def on_fit_start(self) -> None:
+        """A new run draws its training randomness from the run's seed as it starts training, whatever building
+        the model drew before: Lightning's DDP re-seeds each process at that point (after the model was built),
+        so one process does the same, and the two draw alike (:mod:`talk.training.rng`). A resumed run continues
+        the streams restored from its checkpoint instead."""
+        seed = os.environ.get("PL_GLOBAL_SEED")
+        if seed is not None and not self._rng_restored:
+            seed_everything(int(seed), verbose=False)
 
     def legacy_state_renames(self) -> dict[str, str]:
         """State-dict prefixes of checkpoints written before the pipeline layout -> today's."""
@@ -167,10 +189,29 @@ class TalkModule(L.LightningModule):
         b = batch.audio.shape[0]
         self.log_dict({f"train/{k}": v for k, v in loss.parts.items()}, batch_size=b)
         self.log("train/loss", loss.total, batch_size=b, prog_bar=True)
-        return loss.total
+        return loss.total * self._frame_share(batch)
+
+    def _frame_share(self, batch: Batch) -> Tensor | float:
+        """Under DDP, ``W * n / N``: this process's share of the global batch's valid motion frames (n of N), W
+        processes. The losses are means over a batch's frames, and DDP averages the processes' gradients, so
+        weighting each process's mean by its share makes the update that of the mean over the whole global batch,
+        as in one process (exactly for frame-averaged terms; a short process no longer weighs as much as a long
+        one). 1 in one process."""
+        if self._trainer is None or self.trainer.world_size <= 1 or not torch.distributed.is_initialized():
+            return 1.0
+        frames = batch.motion_lengths.sum().to(device=self.device, dtype=torch.float64)
+        total = frames.clone()
+        torch.distributed.all_reduce(total)
+        return (frames * self.trainer.world_size / total.clamp(min=1.0)).float()
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self.log("val/loss", self._loss(batch).total, batch_size=batch.audio.shape[0], prog_bar=True)
+        self.log(
+            "val/loss",
+            self._loss(batch).total,
+            batch_size=batch.audio.shape[0],
+            prog_bar=True,
+            sync_dist=True,
+        )
         self._val_metrics_step(batch)
 
     def on_validation_epoch_start(self) -> None:
@@ -186,13 +227,30 @@ class TalkModule(L.LightningModule):
             t = int(batch.motion_lengths[i])
             self._val_metrics.update(name, pred[i, :t], batch.motion[i, :t].cpu(), batch.template[i].cpu())
 
+    def _gathered(self, metrics: VertexMetrics | None) -> VertexMetrics | None:
+        """``metrics`` with the sequences every other process evaluated merged in (DDP: each holds a shard of the
+        split, and the distributed sampler's padding repeats some sequences; :class:`VertexMetrics` counts each
+        once), so that every process computes the metrics of the whole split. Unchanged in one process."""
+        if self._trainer is None or self.trainer.world_size <= 1 or not torch.distributed.is_initialized():
+            return metrics
+        states: list[Any] = [None] * self.trainer.world_size
+        torch.distributed.all_gather_object(states, None if metrics is None else metrics.state())
+        if metrics is None:  # this process saw no sequence (a shard smaller than the world)
+            if all(s is None for s in states):
+                return None
+            metrics = VertexMetrics(*self._regions())
+        metrics.merge([s for s in states if s is not None])
+        return metrics
+
     def on_validation_epoch_end(self) -> None:
-        if self._val_metrics is not None and self._val_metrics.sequences:
-            values = self._val_metrics.compute()
-            self.log("val/lve", values["lve"], prog_bar=True)
-            self.log("val/fdd", values["fdd"])
-            self.log("val/abs_fdd", values["abs_fdd"])
-            self.log("val/mve", values["mve"])
+        metrics = self._gathered(self._val_metrics)
+        if metrics is not None and metrics.sequences:
+            # the same on every process, so the mean over processes (sync_dist) is the value itself, exactly
+            values = metrics.compute()
+            self.log("val/lve", values["lve"], prog_bar=True, sync_dist=True)
+            self.log("val/fdd", values["fdd"], sync_dist=True)
+            self.log("val/abs_fdd", values["abs_fdd"], sync_dist=True)
+            self.log("val/mve", values["mve"], sync_dist=True)
 
     def on_test_epoch_start(self) -> None:
         lips, upper = self._regions()
@@ -221,13 +279,17 @@ class TalkModule(L.LightningModule):
         self._update_test_metrics("static_template", batch.template[:, None].expand_as(batch.motion), batch)
 
     def on_test_epoch_end(self) -> None:
-        results = {name: m.compute() for name, m in self._test_metrics.items()}
+        gathered = {name: self._gathered(m) for name, m in self._test_metrics.items()}
+        results = {name: m.compute() for name, m in gathered.items()}
         for name, values in results.items():
             for key in ("lve", "lve_mm", "fdd", "abs_fdd", "mve"):
-                self.log(f"test/{name}/{key}", values[key])
+                self.log(f"test/{name}/{key}", values[key], sync_dist=True)  # equal on every process
         self.test_results = {
             "metrics": results,
-            "per_sequence": {name: [vars(s) for s in m.sequences] for name, m in self._test_metrics.items()},
+            "per_sequence": {
+                name: [vars(s) for s in sorted(m.sequences, key=lambda s: s.name)]
+                for name, m in gathered.items()
+            },
         }
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Any]:

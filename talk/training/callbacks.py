@@ -49,7 +49,8 @@ class ComparisonVideos(L.Callback):
         dataloader_idx: int = 0,
     ) -> None:  # fmt: skip
         if (
-            len(self.written) >= self.num_sequences
+            not trainer.is_global_zero  # under DDP the first process renders its first sequences
+            or len(self.written) >= self.num_sequences
             or not isinstance(outputs, dict)
             or "vertices" not in outputs
         ):

@@ -134,6 +134,7 @@ class RegressionModule(TalkModule):
 
     # ------------------------------------------------------------------------------------------------- basis
     def on_fit_start(self) -> None:
+        super().on_fit_start()
         if self.regression.basis is not None and not bool(self.regression.basis_ready):
             self.fit_basis(self.trainer.datamodule.datasets["train"])
 

@@ -118,7 +118,7 @@ class TokenizerModule(MotionSpace, TalkModule):
     def on_train_epoch_end(self) -> None:
         for k, layer in enumerate(self.tokenizer.quantizer.layers):
             dead = (layer.cluster_size < layer.threshold_dead).sum()
-            self.log(f"train/dead_codes/{k}", dead.float())
+            self.log(f"train/dead_codes/{k}", dead.float(), sync_dist=True)  # equal on every process
 
     def on_test_epoch_start(self) -> None:
         lips, upper = self._regions()

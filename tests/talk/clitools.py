@@ -2,19 +2,66 @@
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONWARNINGS": "ignore"}
 
 
-def talk(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "talk.cli.main", *args], cwd=cwd, env=ENV, capture_output=True, text=True
-    )
+class _ForkServer:
+    """Client of tests/talk/forkserver.py, started on first use and shared by the session."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.lock = threading.Lock()
+
+    def run(self, args: tuple[str, ...], cwd: Path) -> subprocess.CompletedProcess:
+        with self.lock, tempfile.TemporaryDirectory() as tmp:
+            if self.proc is None or self.proc.poll() is not None:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "tests.talk.forkserver"], cwd=ROOT, env=ENV, text=True,
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                )  # fmt: skip
+                atexit.register(self.proc.kill)
+            out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
+            request = {
+                "args": list(args),
+                "cwd": str(cwd),
+                "env": ENV,
+                "stdout": str(out),
+                "stderr": str(err),
+            }
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+            answer = self.proc.stdout.readline()
+            if not answer:
+                raise RuntimeError("the test fork server died; run the test with TALK_TEST_FORK=0 to see why")
+            code = json.loads(answer)["code"]
+            return subprocess.CompletedProcess(
+                ["talk", *args], code, out.read_text(errors="replace"), err.read_text(errors="replace")
+            )
+
+
+_SERVER = _ForkServer()
+
+
+def talk(*args: str, cwd: Path, check: bool = True, fresh: bool = False) -> subprocess.CompletedProcess:
+    """``talk ARGS`` as a user runs it: a fresh process, its exit code, stdout and stderr. Forked from a server that
+    has the imports done (tests/talk/forkserver.py) unless ``fresh`` or ``TALK_TEST_FORK=0``: then a new
+    ``python -m talk.cli.main``."""
+    if fresh or os.environ.get("TALK_TEST_FORK", "1") == "0" or not hasattr(os, "fork"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "talk.cli.main", *args], cwd=cwd, env=ENV, capture_output=True, text=True
+        )
+    else:
+        proc = _SERVER.run(args, cwd)
     if check and proc.returncode != 0:
         raise AssertionError(f"talk {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc

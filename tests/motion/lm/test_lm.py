@@ -151,6 +151,19 @@ def test_codes_in_range_and_reproducible_sampling():
     assert empty.codes.shape == (2, K, 0) and empty.probs.shape == (2, K, 0, C)
 
 
+def test_sampled_tokens_of_a_sequence_do_not_depend_on_its_batch():
+    """Each sequence draws from its own generator: a sequence batched with others (or sharded to another process
+    under DDP) gets the tokens it gets alone, with or without guidance."""
+    model = make("delay")
+    audio, _ = data(tq=15)
+    for sampling in (Sampling(temperature=1.3, seed=4), Sampling(temperature=1.0, cfg_scale=2.0, seed=4)):
+        both = model.generate(audio, STYLE, sampling=sampling).codes
+        for b in range(2):
+            alone = model.generate(audio[b : b + 1], STYLE[b : b + 1], sampling=sampling).codes
+            assert torch.equal(both[b : b + 1], alone)
+        assert not torch.equal(both[0], both[1])
+
+
 def test_top_k_1_and_tiny_top_p_equal_greedy():
     model = make("delay")
     audio, _ = data(tq=14)

@@ -53,6 +53,18 @@ def test_generator_rule():
     assert torch.equal(torch.rand(4, generator=b), expected)
 
 
+def test_one_generator_per_sequence():
+    assert Sampling(temperature=0.0).generators(3) is None and Sampling(seed=None).generators(3) is None
+    gens = Sampling(seed=3).generators(2, "cpu")
+    assert len(gens) == 2 and gens[0] is not gens[1]
+    logits = torch.randn(2, 4, 9, generator=torch.Generator().manual_seed(1))
+    rows = sample_tokens(logits, Sampling(seed=3), gens)
+    alone = sample_tokens(logits[1:], Sampling(seed=3), Sampling(seed=3).generators(1))
+    assert torch.equal(rows[1:], alone)  # row 1 draws what it draws alone
+    with pytest.raises(ValueError, match="3 generators for a batch of 2"):
+        sample_tokens(logits, Sampling(seed=3), Sampling(seed=3).generators(3))
+
+
 def test_sample_tokens_follows_the_contract():
     logits = torch.randn(5, 7, generator=torch.Generator().manual_seed(0))
     assert torch.equal(sample_tokens(logits, Sampling(temperature=0.0)), logits.argmax(-1))

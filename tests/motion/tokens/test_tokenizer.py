@@ -135,6 +135,26 @@ def test_padding_content_is_ignored():
     assert model.token_mask(mask, 11).tolist() == [[True] * 4 + [False] * 2, [True] * 6]
 
 
+@pytest.mark.parametrize("stride", [2, 4])
+def test_a_sequence_encodes_the_same_alone_and_in_any_batch(stride):
+    """Odd lengths complete their last token with their own last frame, never with what the batch's padding holds,
+    so batching (and, under DDP, sharding) does not change a sequence's tokens or latents."""
+    model = make(stride=stride).eval()
+    long, short = smooth_motion(1, 13, 6, seed=1), smooth_motion(1, 7, 6, seed=2)
+    batch = torch.zeros(2, 13, 6)
+    batch[0], batch[1, :7] = long[0], short[0]
+    mask = torch.zeros(2, 13, dtype=torch.bool)
+    mask[0], mask[1, :7] = True, True
+    together = model._encode_latent(batch, mask)
+    torch.testing.assert_close(together[:1], model._encode_latent(long, None), atol=1e-6, rtol=1e-5)
+    n = model.num_tokens(7)
+    torch.testing.assert_close(together[1:, :n], model._encode_latent(short, None), atol=1e-6, rtol=1e-5)
+    # and decodes the same: the reconstruction of its valid frames ignores the batch's padding
+    out = model(batch, mask)
+    torch.testing.assert_close(out.reconstruction[1:, :7], model(short).reconstruction, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(out.reconstruction[:1], model(long).reconstruction, atol=1e-6, rtol=1e-5)
+
+
 def test_normalization_is_applied_and_inverted():
     model, reference = make(), make()
     model.train()(torch.randn(2, 10, 6))
