@@ -228,6 +228,11 @@ class HFSpeechEncoder(AudioEncoder):
                 p.requires_grad_(False)
             if hasattr(conv, "_requires_grad"):
                 conv._requires_grad = False  # what transformers' own _freeze_parameters() also sets
+        if freeze != "all":
+            # from_pretrained returns the backbone in eval mode, and Lightning keeps each module's mode at the start
+            # of fit (it no longer calls .train()): without this, fine-tuning would run with dropout, SpecAugment
+            # masking and LayerDrop off. The backbone follows this module's mode from here on.
+            self.model.train(self.training)
 
     def train(self, mode: bool = True) -> HFSpeechEncoder:
         """Set training mode; a fully frozen backbone stays in eval mode so it is deterministic."""

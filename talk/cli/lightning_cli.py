@@ -142,9 +142,17 @@ class TalkCLI(LightningCLI):
     def _prepare_subcommand_parser(
         self, klass: type, subcommand: str, **kwargs: Any
     ) -> LightningArgumentParser:
-        """``talk predict`` writes its predictions (:class:`~talk.training.prediction.PredictionWriter`, options
-        ``--predictions.*``) instead of holding them in memory (``return_predictions`` false)."""
+        """``talk fit|validate|test`` log to the experiment dashboard (:class:`~talk.training.dashboard.Dashboard`,
+        options ``--dashboard.*``); ``talk predict`` writes its predictions
+        (:class:`~talk.training.prediction.PredictionWriter`, options ``--predictions.*``) instead of holding them in
+        memory (``return_predictions`` false)."""
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand in ("fit", "validate", "test"):
+            # The experiment dashboard is every run's callback, with its own options (--dashboard.*), outside the
+            # trainer.callbacks list: a config that lists its own callbacks replaces that list, and would drop it.
+            from talk.training.dashboard import Dashboard
+
+            parser.add_lightning_class_args(Dashboard, "dashboard")
         if subcommand == "predict":
             from talk.training.prediction import PredictionWriter
 
@@ -239,6 +247,19 @@ class TalkCLI(LightningCLI):
         return trainer
 
     def after_fit(self) -> None:
+        """Reports the checkpoints (:meth:`_after_fit_checkpoints`), then ends the loggers' runs."""
+        self._after_fit_checkpoints()
+        self._finish_loggers()
+
+    def _finish_loggers(self) -> None:
+        """Ends the run's wandb run (its files complete on disk) and, for an offline one, prints the ``wandb sync``
+        command that uploads it (:func:`talk.training.loggers.finish_runs`)."""
+        from talk.training.loggers import finish_runs
+
+        if self.trainer.is_global_zero:
+            finish_runs(self.trainer.loggers)
+
+    def _after_fit_checkpoints(self) -> None:
         """Prints the checkpoints written. When none was (they are written after validation, and a run shorter
         than ``check_val_every_n_epoch`` never validates), writes ``last.ckpt`` of the trained model anyway, so the
         training is not lost, and says in one line why there is no ``best.ckpt``."""
@@ -281,6 +302,11 @@ class TalkCLI(LightningCLI):
                 print(f"last checkpoint: {ckpt.last_model_path}")
 
     def after_test(self) -> None:
+        """Writes and prints the test report (:meth:`_write_test_report`), then ends the loggers' runs."""
+        self._write_test_report()
+        self._finish_loggers()
+
+    def _write_test_report(self) -> None:
         results = getattr(self.model, "test_results", None)
         if not results or not self.trainer.is_global_zero:  # every process holds the whole split's results
             return

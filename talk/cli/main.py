@@ -17,7 +17,9 @@ from talk.cli.signature import OneLineArgumentParser, run_function
 from talk.errors import UserError
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
-COMMANDS = (*LIGHTNING_SUBCOMMANDS, "data", "animate", "export", "export-glb", "track", "rig", "report")
+COMMANDS = (
+    *LIGHTNING_SUBCOMMANDS, "data", "animate", "export", "export-glb", "track", "rig", "report", "lipsync",
+)  # fmt: skip
 TALK_PACKAGES = ("audio", "motion", "render", "talk")  # whose warnings are printed in one line
 
 USAGE = """usage: talk <command> [options]
@@ -28,8 +30,10 @@ commands:
   test       evaluate and write metrics:   talk test -c CONFIG --ckpt_path CKPT
   predict    run prediction:               talk predict -c CONFIG --ckpt_path CKPT
   data       datasets:                     talk data synth --out data/synthetic
+                                           talk data speech --out data/speech
                                            talk data vocaset --raw VOCASET_DOWNLOAD --out data/vocaset
   report     compare test runs:            talk report RUN_DIR [RUN_DIR ...] --out report
+  lipsync    lip sync on real speech:      talk lipsync --checkpoint CKPT --out lipsync
   animate    wav -> mp4 of a talking face: talk animate --audio in.wav --checkpoint CKPT --output out.mp4
   export     checkpoint -> inference file: talk export --checkpoint CKPT --output model.pt
   track      talking videos -> training data: talk track VIDEO_OR_FOLDER [...] --out data/tracked
@@ -56,6 +60,25 @@ def _data_command(argv: list[str]) -> None:
     synth.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     synth.add_argument(
         "--sample-rate", type=int, default=16000, help="audio sample rate in Hz (default 16000)"
+    )
+    speech = sub.add_parser(
+        "speech",
+        help="write English TTS speech with exact phone timings and the face motion (talk data synth layout)",
+        description="Write English sentences spoken by espeak-ng voices (one per synthetic speaker), the face "
+        "motion of their phone timings, phones/*.lab and randomly degraded audio, in the layout of `talk data "
+        "synth` (same subjects: the synthetic configs train on it with data.init_args.root). Resumable and "
+        "deterministic by --seed. Needs espeakng-loader (pip install 'talk[speech]').",
+    )
+    speech.add_argument("--out", required=True, help="output directory")
+    speech.add_argument("--speakers", type=int, default=10, help="number of speakers (default 10)")
+    speech.add_argument("--sentences", type=int, default=20, help="sentences per speaker (default 20)")
+    speech.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    speech.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
+    speech.add_argument(
+        "--sample-rate", type=int, default=16000, help="audio sample rate in Hz (default 16000)"
+    )
+    speech.add_argument(
+        "--no-augment", action="store_true", help="keep the audio clean (no noise, reverb, band limit, level)"
     )
     portraits = sub.add_parser(
         "portraits",
@@ -101,6 +124,22 @@ def _data_command(argv: list[str]) -> None:
         print(
             f"{done.clips} clips in {done.out_dir} ({done.rendered} rendered now, "
             f"{done.seconds_per_clip:.1f} s each; splits {done.splits}) in {done.elapsed_seconds:.1f} s"
+        )
+    elif args.command == "speech":
+        from talk.synth.speech_set import write_speech_set
+
+        done = write_speech_set(
+            args.out,
+            speakers=args.speakers,
+            sentences=args.sentences,
+            seed=args.seed,
+            workers=args.workers,
+            sample_rate=args.sample_rate,
+            augment=not args.no_augment,
+        )
+        print(
+            f"{done.n_sequences} sequences ({done.total_seconds:.0f} s of speech) from {len(done.subjects)} "
+            f"speakers in {done.out_dir} ({done.written} written now) in {done.elapsed_seconds:.1f} s"
         )
     elif args.command == "synth":
         from talk.synth import synthesize_dataset
@@ -225,6 +264,14 @@ def _run(command: str, rest: list[str]) -> None:
             from talk.cli.report import report_command
 
             report_command(rest)
+        elif command == "lipsync":
+            from talk.cli.lipsync import lipsync
+
+            run_function(
+                lipsync, rest, "talk lipsync",
+                "Measure a model's lip sync on real speech with phone labels (bilabial closure, gap ratio, "
+                "gap-phone correlation, silence stillness).",
+            )  # fmt: skip
         else:
             import difflib
 

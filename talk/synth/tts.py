@@ -278,3 +278,28 @@ def synthesize(
     check_order(phones, "espeak-ng output")
     name = voice + (f"+{variant}" if variant else "")
     return TTSResult(np.ascontiguousarray(audio, dtype=np.float32), sample_rate, phones, name)
+
+
+def reset(rand_seed: int) -> None:
+    """Reloads espeak-ng so that the next sentence starts from the library's initial state, noise seeded.
+
+    ``espeak_Terminate`` does not reset the C statics that carry over between calls; unloading the library
+    (its last reference goes, so the dynamic loader unmaps it) and loading it again does. Not for processes
+    where other threads use ``talk.synth.tts`` at the same time.
+
+    Args:
+        rand_seed: Seed of espeak-ng's noise generator (breathy variants); it is seeded from the clock otherwise.
+    """
+    import _ctypes
+
+    global _ENGINE
+    with _LOCK:
+        old, _ENGINE = _ENGINE, None
+        if old is not None:
+            old.lib.espeak_Terminate()
+            close = getattr(_ctypes, "dlclose", None) or getattr(_ctypes, "FreeLibrary", None)
+            if close is not None:
+                close(old.lib._handle)
+        engine = _engine()
+        engine.lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        engine.lib.espeak_ng_SetRandSeed(rand_seed)

@@ -33,7 +33,13 @@ from tqdm import tqdm
 from motion.face.procedural.face import EXPRESSION_NAMES, write_procedural_face
 from talk.errors import UserError
 from talk.files import atomic_write, write_atomic, write_text_atomic
-from talk.synth.articulation import LipContact, build_trajectory, draw_idle_motion, face_controls
+from talk.synth.articulation import (
+    ArticulatoryTrajectory,
+    LipContact,
+    build_trajectory,
+    draw_idle_motion,
+    face_controls,
+)
 from talk.synth.face import JawFace, calibrate_lip_contact, lip_pairs, load_face
 from talk.synth.phonemes import CLOSURE_FRACTION, Utterance, generate_utterance
 from talk.synth.speakers import SENTENCE_STREAM, SpeakerProfile, make_speaker
@@ -131,20 +137,58 @@ def synthesize_sequence(
     utterance = generate_utterance(stream(0), rate=speaker.rate, fps=FPS)
     trajectory = build_trajectory(utterance, speaker)
     voice = synthesize_voice(utterance, trajectory, speaker, stream(1), sample_rate)
-    n_frames = int(round(utterance.duration * FPS))
-    times = np.arange(n_frames) / FPS
-    idle = draw_idle_motion(stream(2), speaker, utterance.duration)
-    controls = face_controls(trajectory, idle, times, EXPRESSION_NAMES, face.n_expression, contact)
-    verts = face(np.asarray(speaker.shape), controls.expression, controls.jaw_pose)
+    motion = utterance_motion(face, speaker, utterance, stream(2), contact, trajectory)
     return Sequence(
         sequence_name(speaker, sentence),
         utterance,
         voice.audio,
         sample_rate,
-        verts,
-        controls.expression,
-        controls.jaw_pose,
+        motion.vertices,
+        motion.expression,
+        motion.jaw_pose,
     )
+
+
+@dataclass(frozen=True)
+class Motion:
+    """The face motion of one utterance at ``FPS``.
+
+    Args:
+        vertices: ``[T, V, 3]`` float32 mesh per frame, metres (``T = round(duration * FPS)``).
+        expression: ``[T, n_expression]`` expression coefficients used for the mesh.
+        jaw_pose: ``[T, 3]`` jaw axis-angle used for the mesh.
+    """
+
+    vertices: np.ndarray
+    expression: np.ndarray
+    jaw_pose: np.ndarray
+
+
+def utterance_motion(
+    face: JawFace,
+    speaker: SpeakerProfile,
+    utterance: Utterance,
+    idle_rng: np.random.Generator,
+    contact: LipContact | None = None,
+    trajectory: ArticulatoryTrajectory | None = None,
+) -> Motion:
+    """The speaker's face saying ``utterance``: articulation plus idle motion (blinks, brows), sampled at ``FPS``.
+
+    Args:
+        face: Loaded face model.
+        speaker: The speaker (articulation style and head shape).
+        utterance: Phoneme segments, synthetic or mapped from real phone timings (``talk.synth.phones``).
+        idle_rng: Source of the idle motion.
+        contact: The speaker's calibrated lip contact; None drives lip_press with the closure directly.
+        trajectory: ``build_trajectory(utterance, speaker)`` when the caller already has it.
+    """
+    trajectory = build_trajectory(utterance, speaker) if trajectory is None else trajectory
+    n_frames = int(round(utterance.duration * FPS))
+    times = np.arange(n_frames) / FPS
+    idle = draw_idle_motion(idle_rng, speaker, utterance.duration)
+    controls = face_controls(trajectory, idle, times, EXPRESSION_NAMES, face.n_expression, contact)
+    verts = face(np.asarray(speaker.shape), controls.expression, controls.jaw_pose)
+    return Motion(verts, controls.expression, controls.jaw_pose)
 
 
 # Per-process state of the worker pool (the face model is loaded once per process).

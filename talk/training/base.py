@@ -133,9 +133,7 @@ class TalkModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.assets = Assets.from_dict(checkpoint.get("talk_assets"))
         states = checkpoint.get("talk_rng")
-        if (
-            states and self._trainer is not None
-        ):  # resuming: before the loops draw anything (talk.training.rng)
+        if states and self._trainer is not None:  # resuming: before the loops draw (talk.training.rng)
             rank = self.trainer.global_rank
             restore_rng_state(states[rank] if len(states) == self.trainer.world_size else states[0])
             self._rng_restored = True
@@ -248,6 +246,7 @@ class TalkModule(L.LightningModule):
             # the same on every process, so the mean over processes (sync_dist) is the value itself, exactly
             values = metrics.compute()
             self.log("val/lve", values["lve"], prog_bar=True, sync_dist=True)
+            self.log("val/lve_mm", values["lve_mm"], sync_dist=True)
             self.log("val/fdd", values["fdd"], sync_dist=True)
             self.log("val/abs_fdd", values["abs_fdd"], sync_dist=True)
             self.log("val/mve", values["mve"], sync_dist=True)

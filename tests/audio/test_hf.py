@@ -187,6 +187,38 @@ def test_freeze_modes(checkpoints: dict[str, Path]) -> None:
     assert all(p.requires_grad for p in full.model.parameters())
 
 
+@pytest.mark.parametrize("freeze", ["feature_extractor", "all"])
+def test_fine_tuning_trains_the_backbone_in_train_mode_under_trainer_fit(
+    checkpoints, freeze, tmp_path
+) -> None:
+    """Lightning keeps each module's mode at the start of fit: a fine-tuned backbone must already be in train mode
+    (dropout, SpecAugment, LayerDrop on), a frozen one in eval mode; validation switches both to eval and back."""
+    import lightning as L
+
+    modes: dict[str, list[bool]] = {"train": [], "val": []}
+
+    class Module(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = HFSpeechEncoder(str(checkpoints["wav2vec2"]), freeze=freeze, output_dim=4)
+
+        def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+            modes["train"].append(self.encoder.model.training)
+            return self.encoder(batch[0]).x.square().mean()
+
+        def validation_step(self, batch, batch_idx) -> None:  # noqa: ANN001
+            modes["val"].append(self.encoder.model.training)
+
+        def configure_optimizers(self):  # noqa: ANN201
+            return torch.optim.SGD([p for p in self.parameters() if p.requires_grad], lr=1e-3)
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(2, 4000)), batch_size=1)
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(Module(), data, data)
+    assert modes["train"] == [freeze != "all"] * 2 and modes["val"] == [False] * 2
+
+
 def test_from_config_builds_without_files() -> None:
     config = transformers.HubertConfig(**TINY)
     enc = HFSpeechEncoder.from_config(config, freeze="none", output_dim=16, do_normalize=False)

@@ -42,6 +42,11 @@ class Probe(L.Callback):
         if quantizer is not None and pl_module.training:
             self.replaced += sum(int((q.cluster_size < q.threshold_dead).sum()) for q in quantizer.layers)
 
+    def on_validation_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+        if trainer.state.fn == "validate":  # `talk validate`: its metrics, for comparison across world sizes
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+            self._path(trainer, "probe_validate").with_suffix(".json").write_text(json.dumps(metrics))
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:  # noqa: ANN001
         if not self.every_epoch:
             return

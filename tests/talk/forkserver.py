@@ -41,7 +41,11 @@ def _child(request: dict) -> int:
         target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(target, fd)
         os.close(target)
-    sys.stdin = open(os.devnull)  # noqa: SIM115
+    # fd 0 is the server's request pipe: a tool the command starts (ffmpeg reads its stdin) must not drain it
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115
     from talk.cli import main as cli
 
     sys.argv = [cli.__file__, *request["args"]]

@@ -118,7 +118,8 @@ def test_runs_with_different_run_dirs_do_not_touch_each_others_files(synth_root,
     config = str(ROOT / "experiments" / "synthetic" / "faceformer.yaml")
     tiny = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1",
             "--model.init_args.generator.init_args.d_model=16", "--model.init_args.generator.init_args.ff_dim=32",
-            "--model.init_args.audio_encoder.init_args.output_dim=16"]  # fmt: skip
+            "--model.init_args.audio_encoder.init_args.output_dim=16",
+            "--dashboard.every_n_validations=0"]  # (the dashboard's videos: tests/talk/training)  # fmt: skip
     run_a, run_b = tmp_path / "run_a", tmp_path / "run_b"
     talk("fit", "-c", config, *small_overrides(synth_root, run_a), *tiny, cwd=tmp_path)
     talk("test", "-c", config, *small_overrides(synth_root, run_a), "--trainer.limit_test_batches=1",

@@ -26,6 +26,9 @@ DDP_ENV = {
 CPU_DDP = ["--trainer.accelerator=cpu", "--trainer.strategy=ddp", "--trainer.logger=false"]
 PROBE = "--trainer.callbacks+=tests.talk.ddp_probe.Probe"
 CONFIGS = ROOT / "experiments" / "synthetic"
+# The LM's first update under DDP against one process: dropout, token corruption and guidance dropout draw masks of
+# another shape per process, and the audio of each process's batch is padded to another length.
+LM_FIRST_STEP = 0.05
 
 
 def console(*args: str, cwd: Path) -> None:
@@ -85,24 +88,28 @@ def test_every_rank_holds_the_same_codebooks_after_dead_code_replacement(tokeniz
     assert all(torch.equal(rank0["weights"][k], rank1["weights"][k]) for k in rank0["weights"])
 
 
-def test_ddp_test_metrics_equal_one_process_on_a_split_not_divisible_by_the_world(
-    lm_ckpt, synth_root, tmp_path
-):
-    """Three test sequences on 2 processes (the distributed sampler repeats one to pad the shards): every
-    sequence counts once, and the metrics equal one process's exactly (batch size 1: the same computation per
-    sequence; sampled generation draws per sequence, so sharding does not change a sequence's tokens)."""
-    results = {}
+def test_ddp_metrics_equal_one_process_on_splits_not_divisible_by_the_world(lm_ckpt, synth_root, tmp_path):
+    """Three validation and three test sequences on 2 processes (the distributed sampler repeats one to pad the
+    shards): every sequence counts once, and `talk validate` / `talk test` give one process's metrics exactly
+    (batch size 1: the same computation per sequence; sampled generation draws per sequence, so sharding does
+    not change a sequence's tokens)."""
+    results, validation = {}, {}
+    three = "[SYN_08_M,SYN_09_F,SYN_10_M]"
     for name, extra in (("single", []), ("ddp", ["--trainer.devices=2", "--trainer.strategy=ddp"])):
         run = tmp_path / name
-        args = ["test", "-c", str(CONFIGS / "lm.yaml"), *small_overrides(synth_root, run), f"--ckpt_path={lm_ckpt}",
-                "--data.init_args.test_subjects=[SYN_08_M,SYN_09_F,SYN_10_M]", "--data.init_args.batch_size=1",
-                "--trainer.accelerator=cpu", "--trainer.logger=false", *extra]  # fmt: skip
-        (talk(*args, cwd=tmp_path) if name == "single" else console(*args, cwd=tmp_path))
+        common = ["-c", str(CONFIGS / "lm.yaml"), *small_overrides(synth_root, run), f"--ckpt_path={lm_ckpt}",
+                  "--data.init_args.batch_size=1", "--trainer.accelerator=cpu", "--trainer.logger=false", *extra]  # fmt: skip
+        command = talk if name == "single" else console
+        command("test", *common, f"--data.init_args.test_subjects={three}", cwd=tmp_path)
+        command("validate", *common, f"--data.init_args.val_subjects={three}", PROBE, cwd=tmp_path)
         results[name] = json.loads((run / "metrics.json").read_text())["metrics"]
+        validation[name] = json.loads((run / "probe_validate_rank0.json").read_text())
         rows = (run / "metrics_per_sequence.csv").read_text().splitlines()[1:]
         names = [r.split(",")[1] for r in rows if r.startswith("model,")]
         assert names == ["SYN_08_M_sentence01", "SYN_09_F_sentence01", "SYN_10_M_sentence01"]
     assert results["ddp"] == results["single"]
+    generated = ("val/lve", "val/lve_mm", "val/fdd", "val/abs_fdd", "val/mve")
+    assert {k: validation["ddp"][k] for k in generated} == {k: validation["single"][k] for k in generated}
 
 
 def _free_port() -> int:
@@ -148,6 +155,13 @@ def test_two_nodes_with_torchrun(lm_ckpt, tokenizer_ckpt, synth_root, tmp_path):
     rank0, rank1 = probes(run)
     assert rank0["world_size"] == 2
     assert all(torch.equal(rank0["weights"][k], rank1["weights"][k]) for k in rank0["weights"])
+    # and like one process on the same global batches (4)
+    one = tmp_path / "one"
+    console(*[a for a in args if not a.startswith(("--trainer.num_nodes", "--data.init_args.batch_size"))],
+            *small_overrides(synth_root, one), "--data.init_args.batch_size=4", cwd=tmp_path)  # fmt: skip
+    (single,) = probes(one)
+    assert relative(rank0["first_step"], single["first_step"]) < LM_FIRST_STEP
+    assert abs(rank0["metrics"]["val/loss"] / single["metrics"]["val/loss"] - 1) < 0.1
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
 
 

@@ -246,7 +246,7 @@ def test_a_fit_that_never_validated_still_writes_last_ckpt_and_says_why(tmp_path
         checkpoint_callbacks = [ModelCheckpoint(dirpath=folder, filename="best", monitor="val/lve"),
                                 ModelCheckpoint(dirpath=folder, filename="last")]  # fmt: skip
         max_epochs, check_val_every_n_epoch, default_root_dir, fast_dev_run = 1, 2, str(tmp_path), False
-        is_global_zero = True
+        is_global_zero, loggers = True, []
 
         def save_checkpoint(self, path: Path, weights_only: bool | None = None) -> None:
             saved.append((Path(path), weights_only))
