@@ -28,7 +28,7 @@ PROBE = "--trainer.callbacks+=tests.talk.ddp_probe.Probe"
 CONFIGS = ROOT / "experiments" / "synthetic"
 # The LM's first update under DDP against one process: dropout, token corruption and guidance dropout draw masks of
 # another shape per process, and the audio of each process's batch is padded to another length.
-LM_FIRST_STEP = 0.05
+LM_FIRST_STEP = 0.03  # measured 0.011; the validation loss after the epoch agreed to 0.02%
 
 
 def console(*args: str, cwd: Path) -> None:
@@ -44,10 +44,10 @@ def probes(run: Path) -> list[dict]:
 
 
 def relative(a: dict, b: dict) -> float:
-    """Largest relative difference between the floating-point weights of two state dicts."""
-    return max(
-        float((a[k] - b[k]).norm() / b[k].norm().clamp(min=1e-12)) for k in b if b[k].is_floating_point()
-    )
+    """``||a - b|| / ||b||`` over all the floating-point tensors of two state dicts."""
+    keys = [k for k in b if b[k].is_floating_point()]
+    diff = sum(float((a[k] - b[k]).double().pow(2).sum()) for k in keys)
+    return (diff / sum(float(b[k].double().pow(2).sum()) for k in keys)) ** 0.5
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +161,7 @@ def test_two_nodes_with_torchrun(lm_ckpt, tokenizer_ckpt, synth_root, tmp_path):
             *small_overrides(synth_root, one), "--data.init_args.batch_size=4", cwd=tmp_path)  # fmt: skip
     (single,) = probes(one)
     assert relative(rank0["first_step"], single["first_step"]) < LM_FIRST_STEP
-    assert abs(rank0["metrics"]["val/loss"] / single["metrics"]["val/loss"] - 1) < 0.1
+    assert abs(rank0["metrics"]["val/loss"] / single["metrics"]["val/loss"] - 1) < 0.01
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
 
 
