@@ -187,7 +187,10 @@ class TorchRasterizer(MeshRenderer):
     def project(self, vertices: Tensor, faces: Tensor, camera: Camera) -> Projected:
         """The torch half of :meth:`render`: ``[B,V,3]`` world vertices moved to camera space and projected, and
         their normals; the numpy half (:func:`render.raster_core.draw`) rasterizes and shades them."""
-        vertices, faces = _check_mesh(vertices, faces)
+        return self._project(*_check_mesh(vertices, faces), camera)
+
+    def _project(self, vertices: Tensor, faces: Tensor, camera: Camera) -> Projected:
+        """:meth:`project` of vertices and faces already checked by ``_check_mesh``."""
         n_batch = max(vertices.shape[0], camera.batch_size)
         if camera.batch_size not in (1, n_batch) or vertices.shape[0] not in (1, n_batch):
             raise ValueError(
@@ -209,8 +212,8 @@ class TorchRasterizer(MeshRenderer):
         self, vertices: Tensor, faces: Tensor, camera: Camera, colors: Tensor | None = None
     ) -> RenderOutput:
         """Render ``[B,V,3]`` vertices (``[V,3]`` is treated as B=1); see :meth:`MeshRenderer.render`."""
-        projected = self.project(vertices, faces, camera)
-        faces = _check_mesh(vertices, faces)[1]
+        vertices, faces = _check_mesh(vertices, faces)  # once per frame: it scans every face index
+        projected = self._project(vertices, faces, camera)
         n_batch, n_verts = projected.uvz.shape[:2]
         colors_np = None
         if colors is not None:
