@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from talk.errors import UserError
-from talk.lipsync import LipSyncReport, LipSyncSettings, UtteranceLipSync, evaluate_utterance, pool
+from talk.lipsync import LipSyncSettings, UtteranceLipSync, evaluate_utterance
+from talk.lipsync_report import LipSyncReport, pool
 
 if TYPE_CHECKING:
     from talk.pipeline import Assets, AudioToMotion

@@ -22,6 +22,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from motion.tokens.kmeans import kmeans, nearest
+
 
 @dataclass(frozen=True)
 class QuantizedResult:
@@ -88,49 +90,6 @@ def codebook_stats(codes: Tensor, codebook_size: int) -> tuple[Tensor, Tensor]:
     return entropy.exp(), (counts > 0).float().mean()
 
 
-def _nearest(x: Tensor, embed: Tensor) -> Tensor:
-    """Index of the nearest code (squared L2) for each row of ``x`` ``[N, D]`` among ``embed`` ``[C, D]``."""
-    # ||x||^2 is constant per row, so argmin over ||e||^2 - 2 x.e is enough (and cheaper than cdist).
-    scores = embed.pow(2).sum(-1)[None, :] - 2.0 * (x @ embed.t())
-    return scores.argmin(dim=-1)
-
-
-def _kmeans(x: Tensor, num_clusters: int, iters: int) -> tuple[Tensor, Tensor]:
-    """k-means++ seeding followed by ``iters`` Lloyd iterations.
-
-    Args:
-        x: ``[N, D]`` float32 points, ``N >= 1``.
-        num_clusters: C.
-        iters: Lloyd iterations.
-
-    Returns:
-        ``(centroids [C, D], counts [C])`` where counts are the final assignment histogram. Clusters that end
-        empty (possible only when the data has fewer than C distinct points) keep a data point as centroid and
-        count 0, so the dead-code rule replaces them at once.
-    """
-    n = x.shape[0]
-    # k-means++: D^2 sampling spreads the seeds over the clusters, which plain random seeding often misses.
-    centroids = x.new_empty(num_clusters, x.shape[1])
-    centroids[0] = x[torch.randint(n, (1,), device=x.device)]
-    closest = (x - centroids[0]).pow(2).sum(-1)
-    for c in range(1, num_clusters):
-        total = closest.sum()
-        if total > 0:
-            idx = torch.multinomial(closest / total, 1)
-        else:  # every point is already a centroid: duplicate one
-            idx = torch.randint(n, (1,), device=x.device)
-        centroids[c] = x[idx]
-        closest = torch.minimum(closest, (x - centroids[c]).pow(2).sum(-1))
-    for _ in range(iters):
-        codes = _nearest(x, centroids)
-        counts = torch.bincount(codes, minlength=num_clusters).float()
-        sums = torch.zeros_like(centroids).index_add_(0, codes, x)
-        filled = counts > 0
-        centroids[filled] = sums[filled] / counts[filled, None]
-    counts = torch.bincount(_nearest(x, centroids), minlength=num_clusters).float()
-    return centroids, counts
-
-
 class VectorQuantizer(nn.Module):
     """One EMA codebook of ``codebook_size`` vectors of size ``dim``.
 
@@ -176,7 +135,7 @@ class VectorQuantizer(nn.Module):
 
     def nearest(self, x: Tensor) -> Tensor:
         """Code indices ``[N]`` of the nearest codes to ``x`` ``[N, D]``."""
-        return _nearest(x, self.embed.to(x.dtype))
+        return nearest(x, self.embed.to(x.dtype))
 
     def lookup(self, codes: Tensor) -> Tensor:
         """Code vectors ``[..., D]`` for indices ``[...]``."""
@@ -188,7 +147,7 @@ class VectorQuantizer(nn.Module):
         ``torch.distributed``) and the EMA statistics to match."""
         x = _all_rows(x)
         if x.shape[0] > 0:
-            centroids, counts = _kmeans(x, self.codebook_size, self.kmeans_iters)
+            centroids, counts = kmeans(x, self.codebook_size, self.kmeans_iters)
             self.embed.copy_(centroids)
             self.cluster_size.copy_(counts)
             self.embed_sum.copy_(centroids * counts[:, None])

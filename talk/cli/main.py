@@ -44,6 +44,18 @@ Run `talk <command> --help` for the options of each command.
 """
 
 
+def _speaker_set_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options `talk data synth` and `talk data speech` share: speakers x sentences written by workers."""
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--speakers", type=int, default=10, help="number of speakers (default 10)")
+    parser.add_argument("--sentences", type=int, default=20, help="sentences per speaker (default 20)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
+    parser.add_argument(
+        "--sample-rate", type=int, default=16000, help="audio sample rate in Hz (default 16000)"
+    )
+
+
 def _data_command(argv: list[str]) -> None:
     parser = OneLineArgumentParser(prog="talk data", description="Create or convert datasets.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -53,14 +65,7 @@ def _data_command(argv: list[str]) -> None:
         description="Write the synthetic talking-face dataset in the VOCASET processed layout: wav/, "
         "vertices_npy/ (60 fps), templates.pkl, plus face_model.pkl (FLAME format) and FLAME_masks.pkl.",
     )
-    synth.add_argument("--out", required=True, help="output directory")
-    synth.add_argument("--speakers", type=int, default=10, help="number of speakers (default 10)")
-    synth.add_argument("--sentences", type=int, default=20, help="sentences per speaker (default 20)")
-    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    synth.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
-    synth.add_argument(
-        "--sample-rate", type=int, default=16000, help="audio sample rate in Hz (default 16000)"
-    )
+    _speaker_set_arguments(synth)
     speech = sub.add_parser(
         "speech",
         help="write English TTS speech with exact phone timings and the face motion (talk data synth layout)",
@@ -69,14 +74,7 @@ def _data_command(argv: list[str]) -> None:
         "synth` (same subjects: the synthetic configs train on it with data.init_args.root). Resumable and "
         "deterministic by --seed. Needs espeakng-loader (pip install 'talk[speech]').",
     )
-    speech.add_argument("--out", required=True, help="output directory")
-    speech.add_argument("--speakers", type=int, default=10, help="number of speakers (default 10)")
-    speech.add_argument("--sentences", type=int, default=20, help="sentences per speaker (default 20)")
-    speech.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    speech.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
-    speech.add_argument(
-        "--sample-rate", type=int, default=16000, help="audio sample rate in Hz (default 16000)"
-    )
+    _speaker_set_arguments(speech)
     speech.add_argument(
         "--no-augment", action="store_true", help="keep the audio clean (no noise, reverb, band limit, level)"
     )

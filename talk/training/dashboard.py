@@ -1,16 +1,15 @@
 """Experiment dashboards: the panels a researcher compares runs by, in wandb, TensorBoard and CSV runs alike.
 
-:class:`Dashboard` (a callback of ``experiments/trainer/default.yaml``) adds to whatever loggers the run has:
+:class:`Dashboard` (added to every ``talk fit|validate|test``, options ``--dashboard.*``) adds to every logger:
 
 - **config**: the run's resolved config (what ``--print_config`` shows) and ``metric_units``, the unit of every
   metric: the wandb run config; TensorBoard and CSV hyperparameters (TensorBoard also as text);
 - **comparison videos**: at the first validation and every ``every_n_validations``-th after it,
   ``prediction | ground truth | error heat map`` videos with audio of fixed validation sequences, written to
-  ``<run dir>/media/comparison/epoch_NNNN/<sequence>.mp4`` and logged (wandb: the mp4; TensorBoard: an animated
-  GIF and the audio);
-- **codebook health** (models with a residual-VQ tokenizer): at every validation, each codebook's code usage over
-  the validation split's ground-truth motion, one bar chart per codebook
-  (``<run dir>/media/codebook_usage/epoch_NNNN.png``), with ``val/perplexity/k`` and ``val/dead_codes/k``;
+  ``<run dir>/media/comparison/epoch_NNNN/<sequence>.mp4``, logged as the mp4 (wandb) or a GIF + audio (TensorBoard);
+- **codebook health** (models with a residual-VQ tokenizer): at every validation, each codebook's code usage over the
+  validation split's motion, a bar chart per codebook (``<run dir>/media/codebook_usage/epoch_NNNN.png``), with
+  ``val/perplexity/k`` and ``val/dead_codes/k``;
 - **test results**: after ``talk test``, the per-sequence metrics as a table (wandb Table, TensorBoard markdown)
   and the pooled metrics in the wandb run summary.
 

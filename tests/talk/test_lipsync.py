@@ -17,8 +17,8 @@ from talk.lipsync import (
     aperture_target,
     evaluate_utterance,
     lip_gap,
-    pool,
 )
+from talk.lipsync_report import pool
 
 
 class Phone(NamedTuple):
