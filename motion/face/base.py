@@ -29,9 +29,19 @@ class FaceModel(nn.Module):
     """Abstract base of face models (FLAME, linear 3DMMs, blendshape rigs).
 
     Subclasses register ``faces`` (LongTensor ``[F,3]``) as a buffer and implement ``forward``.
+
+    A model that token models can work in (its parameters as the motion) also gives ``motion_kind`` (which
+    parameters a dataset must hold: ``"flame"`` expression + jaw, ``"arkit"`` blendshape weights, ``"bfm"``
+    expression coefficients), ``num_motion_params`` (D), ``motion_offsets(motion [B,T,D], template [B,V,3]) ->
+    [B,T,V,3]`` and, where its parameters are bounded, :meth:`constrain`.
     """
 
     faces: Tensor
+    motion_kind: str = ""
+
+    def constrain(self, motion: Tensor) -> Tensor:
+        """Motion ``[B, T, D]`` brought into the parameters' valid range (unbounded models: unchanged)."""
+        return motion
 
     @property
     def num_vertices(self) -> int:

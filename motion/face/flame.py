@@ -177,6 +177,7 @@ class FLAME(FaceModel):
     """
 
     file_arguments = ("model_path", "landmark_embedding_path")  # what contained_init_args() replaces
+    motion_kind = "flame"  # token models work in expression coefficients + jaw axis-angle
 
     def __init__(
         self,

@@ -23,6 +23,9 @@ class Sample:
         expression: FLAME expression coefficients ``[T, Ne]`` at the motion fps, for motion read from FLAME
             parameters (None otherwise).
         jaw: FLAME jaw axis-angle ``[T, 3]`` at the motion fps (with ``expression``).
+        coefficients: ``[T, D]`` face-model motion at the motion fps for motion read as ARKit weights (``D = 52``)
+            or BFM expression coefficients (``D = 64``); None otherwise.
+        coefficients_kind: ``"arkit"`` or ``"bfm"`` with ``coefficients``.
     """
 
     name: str
@@ -34,6 +37,8 @@ class Sample:
     dataset: str = "vocaset"
     expression: Tensor | None = None
     jaw: Tensor | None = None
+    coefficients: Tensor | None = None
+    coefficients_kind: str | None = None
 
 
 @dataclass
@@ -53,6 +58,9 @@ class Batch:
         expression: ``[B, T, Ne]`` FLAME expression coefficients (zero padded to the widest sequence and past
             each length) when every sequence was read from FLAME parameters, else None.
         jaw: ``[B, T, 3]`` FLAME jaw axis-angle, likewise.
+        coefficients: ``[B, T, D]`` ARKit weights or BFM expression coefficients (zero past each length) when
+            every sequence was read as the same kind of coefficients, else None.
+        coefficients_kind: their kind, ``"arkit"`` or ``"bfm"``.
     """
 
     audio: Tensor
@@ -66,11 +74,36 @@ class Batch:
     datasets: list[str]
     expression: Tensor | None = None
     jaw: Tensor | None = None
+    coefficients: Tensor | None = None
+    coefficients_kind: str | None = None
 
     @property
     def motion_lengths(self) -> Tensor:
         """``[B]`` valid motion frames per sequence."""
         return self.motion_mask.sum(dim=1)
+
+    def face_motion(self, kind: str, dim: int) -> Tensor:
+        """The motion ``[B, T, dim]`` in a face model's parameters: ``kind`` ``"flame"`` (:meth:`flame_motion`),
+        ``"arkit"`` or ``"bfm"`` (:attr:`coefficients`).
+
+        Raises:
+            DatasetError: when the batch was not read as that kind of motion.
+        """
+        if kind == "flame":
+            return self.flame_motion(dim - 3)
+        if self.coefficients is None or self.coefficients_kind != kind or self.coefficients.shape[-1] != dim:
+            from talk.errors import DatasetError
+
+            what = {
+                "arkit": "ARKit weights (arkit_manifest.jsonl)",
+                "bfm": "BFM coefficients (bfm_manifest.jsonl)",
+            }
+            raise DatasetError(
+                f"this model works on {what.get(kind, kind)} [T, {dim}] but the data holds "
+                f"{self.coefficients_kind or 'vertices or FLAME parameters'}; use a talk.data.ManifestDataModule "
+                f"whose lines are {kind} motion files, e.g. data/synthetic/{kind}_manifest.jsonl."
+            )
+        return self.coefficients
 
     def flame_motion(self, n_expression: int) -> Tensor:
         """FLAME motion ``[B, T, n_expression + 3]``: the expression coefficients (zero padded or cut to
@@ -117,6 +150,12 @@ def collate(samples: list[Sample]) -> Batch:
         for i, s in enumerate(samples):
             expression[i, : s.expression.shape[0], : s.expression.shape[1]] = s.expression
             jaw[i, : s.jaw.shape[0]] = s.jaw
+    coefficients = None
+    kinds = {s.coefficients_kind for s in samples}
+    if len(kinds) == 1 and None not in kinds:
+        coefficients = torch.zeros(b, t_max, samples[0].coefficients.shape[1])
+        for i, s in enumerate(samples):
+            coefficients[i, : s.coefficients.shape[0]] = s.coefficients
     return Batch(
         audio=audio,
         audio_lengths=audio_lengths,
@@ -129,4 +168,6 @@ def collate(samples: list[Sample]) -> Batch:
         datasets=[s.dataset for s in samples],
         expression=expression,
         jaw=jaw,
+        coefficients=coefficients,
+        coefficients_kind=kinds.pop() if coefficients is not None else None,
     )

@@ -36,7 +36,7 @@ class Motion:
     Attributes:
         vertices: ``[B, T, V, 3]`` meshes (metres).
         params: ``[B, T, D]`` face-model parameters when the generator speaks a face model's parameters (FLAME
-            expression + jaw), else None.
+            expression + jaw, ARKit weights, BFM expression coefficients), else None.
     """
 
     vertices: Tensor
@@ -148,9 +148,15 @@ class AudioToMotion(nn.Module):
         valid = wav if lengths is None else wav[:, : int(lengths[0])]
         return encoder.encode_long(valid, window, self.encoder_context_seconds)
 
+    def constrain(self, motion: Tensor) -> Tensor:
+        """Generated motion ``[B, T, D]`` in its valid range: a face model's own bounds (ARKit weights in [0, 1]),
+        unchanged for vertex offsets and unbounded parameters."""
+        return motion if self.face_model is None else self.face_model.constrain(motion)
+
     def to_offsets(self, motion: Tensor, template: Tensor) -> Tensor:
-        """Generated motion ``[B, T, D]`` -> vertex offsets ``[B, T, V*3]`` from ``template`` ``[B, V, 3]``."""
-        return motion_offsets(self.face_model, motion, template)
+        """Generated motion ``[B, T, D]`` -> vertex offsets ``[B, T, V*3]`` from ``template`` ``[B, V, 3]``, after
+        :meth:`constrain` (every inference path goes through here: offline, in pieces, streaming)."""
+        return motion_offsets(self.face_model, self.constrain(motion), template)
 
     # ---------------------------------------------------------------------------------------------- generation
     def generate_motion(
@@ -161,9 +167,12 @@ class AudioToMotion(nn.Module):
         style: Tensor,
         sampling: Sampling | None = None,
     ) -> Tensor:
-        """Generated motion ``[B, T, D]`` in the generator's space (offsets in metres, or face-model parameters)."""
+        """Generated motion ``[B, T, D]`` in the generator's space (offsets in metres, or face-model parameters
+        within their bounds: :meth:`constrain`)."""
         features = self.features(wav, lengths)
-        return self.generator.generate(features, num_frames, style, sampling or self.sampling, self.fps)
+        return self.constrain(
+            self.generator.generate(features, num_frames, style, sampling or self.sampling, self.fps)
+        )
 
     def generate(
         self,

@@ -9,6 +9,9 @@
     out_dir/flame_manifest.jsonl                    a manifest of the wav + .npz pairs (talk.data.ManifestDataModule)
                                                     with the synthetic configs' speaker split: the last two
                                                     speakers test, the two before them val, the rest train
+    out_dir/arkit_rig.npz, arkit/, arkit_manifest.jsonl   the same motion as ARKit-52 weights of the head's rig
+    out_dir/BFM_model_front.mat, bfm/, bfm_manifest.jsonl the same motion as BFM coefficients (Deep3DFaceRecon
+                                                    layout); both in :mod:`talk.synth.face_formats`
     out_dir/synth_meta.json                         seed, speakers, per-sequence phonemes and timings
 
 Every sequence is synthesized from its own random streams derived from (seed, speaker, sentence), so the
@@ -41,6 +44,13 @@ from talk.synth.articulation import (
     face_controls,
 )
 from talk.synth.face import JawFace, calibrate_lip_contact, lip_pairs, load_face
+from talk.synth.face_formats import (
+    arkit_weights,
+    coefficient_manifest,
+    solve_arkit,
+    write_arkit_rig,
+    write_bfm,
+)
 from talk.synth.phonemes import CLOSURE_FRACTION, Utterance, generate_utterance
 from talk.synth.speakers import SENTENCE_STREAM, SpeakerProfile, make_speaker
 from talk.synth.voice import synthesize_voice
@@ -203,6 +213,8 @@ def _init_worker(out_dir: str) -> None:
     _WORKER["face"] = load_face(Path(out_dir) / "face_model.pkl", N_SHAPE)
     _WORKER["lips"] = lip_pairs(Path(out_dir) / "FLAME_masks.pkl")
     _WORKER["contact"] = {}
+    with np.load(Path(out_dir) / "arkit_rig.npz") as rig:
+        _WORKER["arkit_deltas"] = torch.from_numpy(rig["deltas"])
 
 
 def _contact(speaker: SpeakerProfile) -> LipContact:
@@ -227,6 +239,10 @@ def _write_job(job: tuple[str, SpeakerProfile, int, int, int]) -> dict:
     with atomic_write(npz) as f:
         np.savez(f, expression=seq.expression.astype(np.float32), jaw=seq.jaw_pose.astype(np.float32),
                  shape=np.asarray(speaker.shape, dtype=np.float32))  # fmt: skip
+    template = neutral_template(_WORKER["face"], speaker)
+    weights, arkit_mean, arkit_max = solve_arkit(_WORKER["arkit_deltas"], template, seq.vertices)
+    arkit = root / "arkit" / f"{seq.name}.npz"
+    arkit_weights(arkit, weights)
     return {
         "name": seq.name,
         "subject": speaker.name,
@@ -236,21 +252,21 @@ def _write_job(job: tuple[str, SpeakerProfile, int, int, int]) -> dict:
         "samples": int(len(seq.audio)),
         "phonemes": seq.utterance.text,
         "segments": [[s.symbol, round(s.start, 5), round(s.end, 5)] for s in seq.utterance.segments],
-        "files": [str(wav), str(npy), str(npz)],
+        "arkit_error_mm": [arkit_mean, arkit_max, int(seq.vertices.shape[0] * seq.vertices.shape[1])],
+        "files": [str(wav), str(npy), str(npz), str(arkit)],
     }
 
 
-def flame_manifest(records: list[dict], subjects: list[str]) -> str:
-    """jsonl lines pairing each wav with its FLAME-parameter file (paths relative to the dataset root); the
-    last two speakers are the test split, the two before them val (the synthetic configs' split)."""
+def speaker_split(subjects: list[str]) -> dict[str, str]:
+    """The synthetic configs' split: the last two speakers test, the two before them val, the rest train."""
     n = len(subjects)
-    split = {s: "test" if i >= n - 2 else "val" if i >= n - 4 else "train" for i, s in enumerate(subjects)}
-    lines = []
-    for r in records:
-        line = {"audio": f"wav/{r['name']}.wav", "motion": f"flame/{r['name']}.npz", "subject": r["subject"],
-                "fps": FPS, "split": split[r["subject"]], "dataset": "synthetic"}  # fmt: skip
-        lines.append(json.dumps(line) + "\n")
-    return "".join(lines)
+    return {s: "test" if i >= n - 2 else "val" if i >= n - 4 else "train" for i, s in enumerate(subjects)}
+
+
+def flame_manifest(records: list[dict], subjects: list[str]) -> str:
+    """jsonl lines pairing each wav with its FLAME-parameter file (paths relative to the dataset root), split by
+    :func:`speaker_split`."""
+    return coefficient_manifest(records, speaker_split(subjects), "flame", FPS)
 
 
 def _check_args(out_dir: Path, speakers: int, sentences: int, workers: int, sample_rate: int) -> None:
@@ -293,8 +309,10 @@ def synthesize_dataset(
     _check_args(root, speakers, sentences, workers, sample_rate)
     (root / "wav").mkdir(parents=True, exist_ok=True)
     (root / "vertices_npy").mkdir(parents=True, exist_ok=True)
-    (root / "flame").mkdir(parents=True, exist_ok=True)
+    for folder in ("flame", "arkit", "bfm"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
     face_paths = write_procedural_face(root, seed=FACE_SEED)
+    write_arkit_rig(root, FACE_SEED)
     profiles = [make_speaker(seed, i, N_SHAPE) for i in range(speakers)]
 
     jobs = [(str(root), spk, seed, j, sample_rate) for spk in profiles for j in range(sentences)]
@@ -321,6 +339,13 @@ def synthesize_dataset(
         torch.set_num_threads(threads)
 
     write_atomic(root / "templates.pkl", lambda f: pickle.dump(templates, f, protocol=2))
+    subjects = [spk.name for spk in profiles]
+    split = speaker_split(subjects)
+    bfm_files, bfm_mean, bfm_max = write_bfm(
+        root, records, templates, {spk.name: np.asarray(spk.shape, np.float32) for spk in profiles},
+        [s for s in subjects if split[s] == "train"], FACE_SEED,
+    )  # fmt: skip
+    arkit_err = np.array([r.pop("arkit_error_mm") for r in records], np.float64)
     meta = {
         "version": VERSION,
         "seed": seed,
@@ -329,15 +354,24 @@ def synthesize_dataset(
         "face_seed": FACE_SEED,
         "plosive_closure_fraction": CLOSURE_FRACTION,
         "expression_names": list(EXPRESSION_NAMES),
+        "arkit_error_mm": {
+            "mean": round(float((arkit_err[:, 0] * arkit_err[:, 2]).sum() / arkit_err[:, 2].sum()), 5),
+            "max": round(float(arkit_err[:, 1].max()), 4),
+        },
+        "bfm_error_mm": {"mean": round(bfm_mean, 5), "max": round(bfm_max, 4)},
         "speakers": [spk.to_json() for spk in profiles],
         "sequences": [{k: v for k, v in rec.items() if k != "files"} for rec in records],
     }
     write_text_atomic(root / "synth_meta.json", json.dumps(meta, indent=1, sort_keys=True))
     manifest = root / "flame_manifest.jsonl"
-    write_text_atomic(manifest, flame_manifest(records, [spk.name for spk in profiles]))
+    write_text_atomic(manifest, flame_manifest(records, subjects))
+    manifests = [manifest]
+    for kind in ("arkit", "bfm"):
+        manifests.append(root / f"{kind}_manifest.jsonl")
+        write_text_atomic(manifests[-1], coefficient_manifest(records, split, kind, FPS))
 
-    files = [Path(f) for rec in records for f in rec["files"]]
-    files += [root / "templates.pkl", root / "synth_meta.json", manifest]
+    files = [Path(f) for rec in records for f in rec["files"]] + bfm_files
+    files += [root / "templates.pkl", root / "synth_meta.json", root / "arkit_rig.npz", *manifests]
     files += [Path(getattr(face_paths, f.name)) for f in dataclasses.fields(face_paths)]
     return SynthSummary(
         out_dir=root,

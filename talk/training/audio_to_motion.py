@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from audio.encoder import AudioEncoder
-from motion.face.flame import FLAME
+from motion.face.base import FaceModel
 from motion.lm import MotionLM, Sampling
 from motion.tokens.tokenizer import MotionTokenizer
 from talk.data.batch import Batch
@@ -65,9 +65,9 @@ class AudioToMotionModule(MotionSpace, TalkModule):
             expectation of each codebook's code vectors under the LM's predictive distribution (given the codes
             generated before it), the least-squares estimate of the latent where the LM is unsure. Streaming
             decodes the same way.
-        face_model_config: Config of the tokenizer's face model when it tokenizes FLAME parameters; filled in
+        face_model_config: Config of the tokenizer's face model when it tokenizes a face model's parameters; filled in
             automatically from ``tokenizer_checkpoint`` and stored in this model's checkpoints (rebuilding it reads
-            the FLAME file it names).
+            the face-model file it names).
         face_model: For use from Python: the face model of a tokenizer given as ``tokenizer``.
     """
 
@@ -91,7 +91,7 @@ class AudioToMotionModule(MotionSpace, TalkModule):
         decode_codebooks: int | None = None,
         decode_latent: str = "codes",
         face_model_config: dict | None = None,
-        face_model: FLAME | None = None,
+        face_model: FaceModel | None = None,
     ) -> None:
         super().__init__(motion_dim=motion_dim, num_styles=num_styles, fps=fps, test_condition=test_condition)
         from_configs = self.save_config(
@@ -171,7 +171,7 @@ class AudioToMotionModule(MotionSpace, TalkModule):
         return self.model.generator
 
     @property
-    def face_model(self) -> FLAME | None:  # the MotionSpace of the batch
+    def face_model(self) -> FaceModel | None:  # the MotionSpace of the batch
         return self.model.face_model
 
     def legacy_state_renames(self) -> dict[str, str]:
@@ -212,7 +212,7 @@ class AudioToMotionModule(MotionSpace, TalkModule):
 
 def load_tokenizer(
     path: str | None, motion_dim: int
-) -> tuple[MotionTokenizer, dict, FLAME | None, dict | None]:
+) -> tuple[MotionTokenizer, dict, FaceModel | None, dict | None]:
     """The trained tokenizer (and its face model) of a ``talk fit`` tokenizer checkpoint, with their configs.
 
     Read with ``weights_only=True``; the tokenizer is built from the config the checkpoint stores and given its

@@ -1,4 +1,4 @@
-"""LightningModule that trains the residual-VQ motion tokenizer on vertex offsets or FLAME parameters."""
+"""LightningModule that trains the residual-VQ motion tokenizer on vertex offsets or a face model's parameters."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
-from motion.face.flame import FLAME
+from motion.face.base import FaceModel
 from motion.tokens.tokenizer import MotionTokenizer
 from talk.data.batch import Batch
 from talk.errors import CheckpointError
@@ -19,8 +19,8 @@ from talk.training.motion_space import MotionSpace
 
 class TokenizerModule(MotionSpace, TalkModule):
     """Trains ``MotionTokenizer`` on per-frame vertex offsets from the template (``[B, T, V*3]``), or, with a
-    ``face_model``, on FLAME parameters (``[B, T, n_expression + 3]``: expression coefficients, then jaw
-    axis-angle).
+    ``face_model``, on its parameters: FLAME (``[B, T, n_expression + 3]``: expression coefficients, then jaw
+    axis-angle), ARKit-52 weights (``[B, T, 52]``) or BFM expression coefficients (``[B, T, 64]``).
 
     Losses: reconstruction and velocity in motion space (in units of ``offset_scale``, or ``param_scale`` for
     parameters), the quantizer's commitment loss, and, for parameters, reconstruction and velocity in vertex space:
@@ -39,10 +39,11 @@ class TokenizerModule(MotionSpace, TalkModule):
         offset_scale: Metres per normalised unit of the offsets fed to the tokenizer.
         velocity_weight: Weight of the velocity losses.
         test_condition: Unused (kept for a uniform interface).
-        face_model: Tokenize this face model's parameters instead of vertex offsets (``motion.face.flame.FLAME``; the
-            data must be read from FLAME parameters, e.g. a ``ManifestDataModule`` of ``.npz`` lines). Its
-            vertex count must match the data's.
-        param_scale: Parameter units per normalised unit of the FLAME motion fed to the tokenizer.
+        face_model: Tokenize this face model's parameters instead of vertex offsets (``motion.face.flame.FLAME``,
+            ``motion.face.blendshapes.ArkitRig`` or ``motion.face.bfm.BFM``; the data must be read as that model's
+            parameters, e.g. a ``ManifestDataModule`` of FLAME ``.npz``, ARKit or BFM lines). Its vertex count must
+            match the data's.
+        param_scale: Parameter units per normalised unit of the parameters fed to the tokenizer.
         vertex_weight: Weight of the vertex-space losses when tokenizing parameters.
     """
 
@@ -57,7 +58,7 @@ class TokenizerModule(MotionSpace, TalkModule):
         offset_scale: float = 0.002,
         velocity_weight: float = 1.0,
         test_condition: str | None = None,
-        face_model: FLAME | None = None,
+        face_model: FaceModel | None = None,
         param_scale: float = 1.0,
         vertex_weight: float = 1.0,
     ) -> None:
@@ -82,7 +83,10 @@ class TokenizerModule(MotionSpace, TalkModule):
         """Vertices ``[B, T, V, 3]`` after encoding and decoding the batch's motion with n codebooks."""
         motion = self.motion(batch)
         codes = self.tokenizer.encode(motion, batch.motion_mask, num_quantizers)
-        rec = self.to_offsets(self.tokenizer.decode(codes, length=motion.shape[1]), batch.template)
+        decoded = self.tokenizer.decode(codes, length=motion.shape[1])
+        if self.face_model is not None:  # within the parameters' bounds, as every generated sequence is
+            decoded = self.face_model.constrain(decoded)
+        rec = self.to_offsets(decoded, batch.template)
         return batch.template[:, None] + rec.view(*batch.motion.shape)
 
     def _predict_batch(self, batch: Batch) -> Tensor:

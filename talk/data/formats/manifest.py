@@ -13,6 +13,12 @@ Motion is either
 
 - vertices: ``.npy`` of ``[T, V*3]`` or ``[T, V, 3]``; the subject's neutral mesh comes from the ``templates``
   pickle (``{subject: [V, 3]}``, the processed-VOCASET format); or
+- ARKit-52 blendshape weights (``.npz`` with ``weights``, a Live Link Face ``.csv`` or an Audio2Face ``.json``),
+  decoded by the avatar rig ``rig`` (:class:`motion.face.blendshapes.model.ArkitRig`) on the subject's neutral
+  mesh from ``templates`` (else the rig's neutral); or BFM coefficients (``.npz`` with ``coeff [T, 257]`` or a
+  ``.mat``), decoded by ``bfm_model`` (:class:`motion.face.bfm.BFM`; template: the sequence's mean identity with
+  zero expression). Formats: :mod:`talk.data.formats.coefficients`. The parameters travel on the batch as
+  ``coefficients`` for the models that work in them; or
 - FLAME parameters: ``.npz`` with ``expression [T, Ne]``, ``jaw [T, 3]`` and optionally ``neck [T, 3]``,
   ``eyes [T, 6]`` (left then right eye), ``global_pose [T, 3]``, ``shape [Ns]``, decoded to vertices by
   :class:`motion.face.flame.FLAME` loaded from ``flame_model``. The template is FLAME with the line's ``shape`` and zero
@@ -34,7 +40,13 @@ import numpy as np
 
 from talk.data.asset_files import load_templates
 from talk.data.base import SPLITS, TalkDataModule
-from talk.data.formats.manifest_dataset import FlameSample, ManifestDataset, flame_neutral, resample_frames
+from talk.data.formats.manifest_dataset import (
+    FlameSample,
+    ManifestDataset,
+    coefficient_motion,
+    flame_neutral,
+    resample_frames,
+)
 from talk.data.formats.manifest_file import ManifestEntry, ManifestError, read_manifest
 
 # the line format's parts, importable from here as before the module was split
@@ -58,8 +70,12 @@ class ManifestDataModule(TalkDataModule):
             line an error.
         flame_model: FLAME-format model (``generic_model.pkl``, ``flame2023.pkl`` or a file of the same
             structure) that decodes ``.npz`` FLAME-parameter lines; required when there are any.
-        templates: ``{subject: [V, 3]}`` pickle of neutral meshes for ``.npy`` vertex lines; required when there
-            are any.
+        templates: ``{subject: [V, 3]}`` pickle of neutral meshes for ``.npy`` vertex lines (required when there
+            are any) and for ARKit lines (optional: the subject's own face under the rig's deltas).
+        rig: Avatar rig decoding ARKit weight lines (``.glb`` / ``.gltf``, OBJ folder or rig ``.npz``, targets in
+            any ARKit spelling); required when there are any.
+        bfm_model: Deep3DFaceRecon's ``BFM_model_front.mat`` (or a file of that layout) decoding BFM coefficient
+            lines; required when there are any.
         train_subjects: Training subjects; their order defines the style indices. None: the sorted subjects of
             the train split.
         regions_path: Region vertex sets for the metrics (``FLAME_masks.pkl`` format or a folder of
@@ -81,6 +97,8 @@ class ManifestDataModule(TalkDataModule):
         train_subjects: list[str] | None = None,
         regions_path: str | None = None,
         dataset_name: str = "manifest",
+        rig: str | None = None,
+        bfm_model: str | None = None,
         **kwargs: Any,
     ) -> None:
         manifest_path = Path(manifest)
@@ -104,6 +122,9 @@ class ManifestDataModule(TalkDataModule):
         self._entries: list[ManifestEntry] | None = None
         self._template_pickle: dict[str, np.ndarray] | None = None
         self._flame: Any = None
+        self.rig_path = rig
+        self.bfm_model = bfm_model
+        self._coefficient_models: dict[str, Any] = {}
 
     # ---------------------------------------------------------------------------------------------- entries
     @property
@@ -138,6 +159,15 @@ class ManifestDataModule(TalkDataModule):
                         f"{where}: {e.motion} has {len(e.shape)} shape coefficients but {self.flame_model} "
                         f"holds {flame.n_shape}."
                     )
+            elif e.kind in ("arkit", "bfm"):
+                n_verts = self.coefficient_model(e.kind, where).num_vertices
+                if e.kind == "arkit" and self.templates_path:
+                    template = self._vertex_templates(where).get(e.subject)
+                    if template is not None and template.shape[0] != n_verts:
+                        raise ManifestError(
+                            f"{where}: the template of '{e.subject}' in {self.templates_path} has "
+                            f"{template.shape[0]} vertices but the rig {self.rig_path} has {n_verts}."
+                        )
             else:
                 n_verts = int(e.num_vertices)
                 template = self._vertex_templates(where).get(e.subject)
@@ -177,6 +207,29 @@ class ManifestDataModule(TalkDataModule):
                 raise ManifestError(f"data.flame_model: {str(exc).splitlines()[0]}") from None
         return self._flame
 
+    def coefficient_model(self, kind: str, where: str = "") -> Any:
+        """The ``ArkitRig`` (``kind`` ``"arkit"``) or ``BFM`` (``"bfm"``) decoding coefficient lines (loaded once)."""
+        if kind not in self._coefficient_models:
+            path, option = (self.rig_path, "rig") if kind == "arkit" else (self.bfm_model, "bfm_model")
+            if not path:
+                what = (
+                    "an avatar rig (.glb, OBJ folder or rig .npz)"
+                    if kind == "arkit"
+                    else "BFM_model_front.mat"
+                )
+                raise ManifestError(
+                    f"{where or self.manifest}: {kind} motion needs {what}; pass data.{option}=<file>."
+                )
+            if kind == "arkit":
+                from motion.face.blendshapes.model import ArkitRig
+
+                self._coefficient_models[kind] = ArkitRig(path).eval()
+            else:
+                from motion.face.bfm import BFM
+
+                self._coefficient_models[kind] = BFM(path).eval()
+        return self._coefficient_models[kind]
+
     def _vertex_templates(self, where: str) -> dict[str, np.ndarray]:
         if self._template_pickle is None:
             if not self.templates_path:
@@ -192,12 +245,28 @@ class ManifestDataModule(TalkDataModule):
         out: dict[str, np.ndarray] = {}
         for e in self.entries:
             if e.subject not in out:
-                out[e.subject] = (
-                    self._vertex_templates(f"{self.manifest}:{e.line}")[e.subject]
-                    if e.kind == "vertices"
-                    else flame_neutral(self.flame(), e.shape)
-                )
+                if e.kind == "vertices":
+                    out[e.subject] = self._vertex_templates(f"{self.manifest}:{e.line}")[e.subject]
+                elif e.kind == "flame":
+                    out[e.subject] = flame_neutral(self.flame(), e.shape)
+                else:  # the subject's neutral under the rig, or the BFM identity of its first line
+                    known = self._vertex_templates(str(self.manifest)) if self.templates_path else {}
+                    where = f"{self.manifest}:{e.line}"
+                    template, _ = coefficient_motion(e, self.coefficient_model(e.kind), known, where)
+                    out[e.subject] = template.numpy()
         return out
+
+    def _dataset(self, entries: list[ManifestEntry]) -> ManifestDataset:
+        kinds = {e.kind for e in entries}
+        vertex_templates = {}
+        if "vertices" in kinds or ("arkit" in kinds and self.templates_path):
+            vertex_templates = self._vertex_templates(str(self.manifest))
+        flame = self.flame() if "flame" in kinds else None
+        models = {k: self.coefficient_model(k) for k in ("arkit", "bfm") if k in kinds}
+        return ManifestDataset(
+            self.manifest, entries, vertex_templates, flame, self.style_index, self.fps, self.sample_rate,
+            self.max_audio_seconds, self.cache, models,
+        )  # fmt: skip
 
     def _default_train_subjects(self) -> list[str]:
         """The sorted subjects of the train split."""
@@ -210,6 +279,8 @@ class ManifestDataModule(TalkDataModule):
     def num_vertices(self) -> int:
         """Vertices per mesh, known from the first line (without building every subject's template)."""
         e = self.entries[0]
+        if e.kind in ("arkit", "bfm"):
+            return int(self.coefficient_model(e.kind).num_vertices)
         return int(e.num_vertices) if e.kind == "vertices" else int(self.flame().num_vertices)
 
     def face_model_file(self) -> Path | None:
@@ -217,16 +288,18 @@ class ManifestDataModule(TalkDataModule):
         path = self.face_model_path or self.flame_model
         return None if path is None else Path(path)
 
+    def faces(self) -> np.ndarray | None:
+        """Triangles from ``face_model_path`` / ``flame_model``, else those of the rig or BFM of the lines."""
+        if self.face_model_file() is None:
+            kind = self.entries[0].kind
+            model = self.coefficient_model(kind) if kind in ("arkit", "bfm") else None
+            if model is not None and model.faces is not None and model.faces.numel():
+                return model.faces.numpy().astype(np.int64)
+        return super().faces()
+
     # ----------------------------------------------------------------------------------------------- splits
     def setup(self, stage: str | None = None) -> None:
         entries = self.entries
-        vertex_templates = {}
-        if any(e.kind == "vertices" for e in entries):
-            vertex_templates = self._vertex_templates(str(self.manifest))
-        flame = self.flame() if any(e.kind == "flame" for e in entries) else None
         for split in SPLITS:
-            self.datasets[split] = ManifestDataset(
-                self.manifest, [e for e in entries if e.split == split], vertex_templates, flame,
-                self.style_index, self.fps, self.sample_rate, self.max_audio_seconds, self.cache,
-            )  # fmt: skip
+            self.datasets[split] = self._dataset([e for e in entries if e.split == split])
         self._require_splits(stage)

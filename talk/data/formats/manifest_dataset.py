@@ -80,8 +80,10 @@ class ManifestDataset(Dataset):
         sample_rate: int,
         max_audio_seconds: float | None,
         cache: bool,
+        coefficient_models: dict[str, Any] | None = None,
     ) -> None:
         self.manifest = manifest
+        self.coefficient_models = coefficient_models or {}
         self.entries = entries
         self.names = [e.name for e in entries]
         self.templates = templates
@@ -104,7 +106,9 @@ class ManifestDataset(Dataset):
             "name": e.name, "subject": e.subject, "audio": torch.from_numpy(np.asarray(wav, np.float32)),
             "style": self.style_index.get(e.subject, -1), "dataset": e.dataset,
         }  # fmt: skip
-        if e.kind == "vertices":
+        if e.kind in ("arkit", "bfm"):
+            sample = self._coefficient_sample(e, common)
+        elif e.kind == "vertices":
             raw = np.asarray(np.load(e.motion, mmap_mode="r"), dtype=np.float32).reshape(e.frames, -1, 3)
             if not np.isfinite(raw).all():
                 raise ManifestError(
@@ -141,3 +145,38 @@ class ManifestDataset(Dataset):
         if self.cache is not None:
             self.cache[index] = sample
         return sample
+
+    @torch.no_grad()
+    def _coefficient_sample(self, e: ManifestEntry, common: dict[str, Any]) -> Sample:
+        """ARKit weights (through the rig, on the subject's template) or BFM coefficients (identity and
+        expression) -> vertices; the motion parameters stay on the sample as ``coefficients``."""
+        model = self.coefficient_models[e.kind]
+        template, params = coefficient_motion(e, model, self.templates, f"{self.manifest}:{e.line}")
+        vertices = template + model.motion_offsets(params[None], template[None])[0]
+        motion, coefficients = (
+            torch.from_numpy(np.ascontiguousarray(resample_frames(a.numpy(), e.fps, self.fps)))
+            for a in (vertices, params)
+        )
+        return Sample(
+            motion=motion, template=template, coefficients=coefficients, coefficients_kind=e.kind, **common
+        )
+
+
+@torch.no_grad()
+def coefficient_motion(
+    e: ManifestEntry, model: Any, templates: dict[str, np.ndarray], where: str
+) -> tuple[Tensor, Tensor]:
+    """The template ``[V, 3]`` and motion parameters ``[T, D]`` (at the line's fps) of an ARKit or BFM line: ARKit
+    weights on the subject's neutral from ``templates`` (else the rig's); BFM expression coefficients on the
+    neutral of the sequence's mean identity."""
+    from talk.data.formats.coefficients import read_arkit, read_bfm
+
+    if e.kind == "arkit":
+        params = torch.from_numpy(read_arkit(e.motion, e.fps, where))
+        known = templates.get(e.subject)
+        template = model.neutral.clone() if known is None else torch.from_numpy(np.asarray(known, np.float32))
+        return template, params
+    coeff = torch.from_numpy(read_bfm(e.motion, where))
+    identity = coeff[:, : model.n_id].mean(0)
+    params = coeff[:, 80 : 80 + model.n_exp]  # Deep3DFaceRecon's split: identity 80, then expression 64
+    return model.neutral(identity[None])[0].float(), params

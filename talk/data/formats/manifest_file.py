@@ -46,7 +46,8 @@ class ManifestEntry:
         audio: Absolute audio path.
         motion: Absolute motion path.
         fps: Frame rate of the motion file.
-        kind: ``"vertices"`` (``.npy``) or ``"flame"`` (``.npz``).
+        kind: ``"vertices"`` (``.npy``), ``"flame"`` (``.npz`` of FLAME parameters), ``"arkit"`` (ARKit weights)
+            or ``"bfm"`` (BFM coefficients; :mod:`talk.data.formats.coefficients`).
         frames: Frames in the motion file.
         num_vertices: Vertices per frame of a ``.npy`` (None for FLAME parameters).
         shape: FLAME identity coefficients ``[Ns]`` of an ``.npz`` (None when absent or for vertices).
@@ -133,6 +134,18 @@ def _check_npz(path: Path, where: str) -> tuple[int, tuple[float, ...] | None, i
     )
 
 
+def _coefficient_kind(path: Path) -> str | None:
+    from talk.data.formats.coefficients import coefficient_kind
+
+    return coefficient_kind(path)
+
+
+def _coefficient_frames(kind: str, path: Path, fps: float, where: str) -> int:
+    from talk.data.formats.coefficients import read_arkit, read_bfm
+
+    return int((read_arkit(path, fps, where) if kind == "arkit" else read_bfm(path, where)).shape[0])
+
+
 def read_manifest(path: str | Path, default_dataset: str = "manifest") -> list[ManifestEntry]:
     """Parses and validates a jsonl manifest (see the module docstring).
 
@@ -189,12 +202,16 @@ def read_manifest(path: str | Path, default_dataset: str = "manifest") -> list[M
         if motion.suffix == ".npy":
             frames, n_verts = _check_npy(motion, where)
             extra: dict[str, Any] = {"kind": "vertices", "num_vertices": n_verts}
+        elif (kind := _coefficient_kind(motion)) is not None:
+            frames = _coefficient_frames(kind, motion, float(fps), where)
+            extra = {"kind": kind}
         elif motion.suffix == ".npz":
             frames, shape, n_exp = _check_npz(motion, where)
             extra = {"kind": "flame", "shape": shape, "expression_dim": n_exp}
         else:
             raise ManifestError(
-                f"{where}: motion file {obj['motion']} must be .npy (vertices) or .npz (FLAME parameters)."
+                f"{where}: motion file {obj['motion']} must be .npy (vertices), .npz (FLAME parameters, ARKit "
+                "weights or BFM coefficients), .csv / .json (ARKit weights) or .mat (BFM coefficients)."
             )
         name = obj.get("name", motion.stem)
         if name in names:

@@ -386,3 +386,42 @@ def test_flame_manifest_splits_speakers_as_the_synthetic_configs_do():
     assert [split[s] for s in subjects] == ["train"] * 6 + ["val"] * 2 + ["test"] * 2
     assert lines[0]["audio"] == "wav/SYN_01_sentence01.wav"
     assert lines[0]["motion"] == "flame/SYN_01_sentence01.npz"
+
+
+def test_arkit_and_bfm_files_decode_to_the_vertices_within_the_stated_tolerance(dataset):
+    from scipy.io import loadmat
+
+    from motion.face.bfm_io import load_bfm_mat
+    from motion.face.blendshapes import ARKIT_NAMES
+    from talk.data import ManifestDataModule
+
+    root, summary, meta, templates = dataset
+    assert meta["arkit_error_mm"]["mean"] < 0.1 and meta["arkit_error_mm"]["max"] < 5.0
+    assert meta["bfm_error_mm"]["mean"] < 0.01 and meta["bfm_error_mm"]["max"] < 1.0
+    raw = loadmat(root / "BFM_model_front.mat")  # the Deep3DFaceRecon layout: rows, 1-based indices
+    n_v = next(iter(templates.values())).shape[0]
+    assert raw["meanshape"].shape == (1, 3 * n_v) and raw["idBase"].shape == (3 * n_v, 80)
+    assert raw["exBase"].shape == (3 * n_v, 64) and raw["texBase"].shape == (3 * n_v, 80)
+    assert raw["tri"].min() == 1 and raw["keypoints"].shape == (1, 68)
+    arrays = load_bfm_mat(root / "BFM_model_front.mat")
+    with open(root / "face_model.pkl", "rb") as fh:
+        v_template = np.asarray(pickle.load(fh, encoding="latin1")["v_template"])
+    np.testing.assert_allclose(arrays.meanshape / 10.0, v_template, atol=1e-6)  # decimetres
+    for kind, extra in (("arkit", {"rig": str(root / "arkit_rig.npz"), "templates": str(root / "templates.pkl")}),
+                        ("bfm", {"bfm_model": str(root / "BFM_model_front.mat")})):  # fmt: skip
+        lines = [json.loads(line) for line in (root / f"{kind}_manifest.jsonl").read_text().splitlines()]
+        assert [ln["motion"] for ln in lines] == [f"{kind}/{r['name']}.npz" for r in meta["sequences"]]
+        dm = ManifestDataModule(str(root / f"{kind}_manifest.jsonl"), fps=60, train_subjects=list(summary.subjects),
+                                face_model_path=str(root / "face_model.pkl"), **extra)  # fmt: skip
+        dm.setup("test")
+        for sample in dm.datasets["test"]:
+            stored = np.load(root / "vertices_npy" / f"{sample.name}.npy").reshape(-1, n_v, 3)
+            offsets = (sample.motion - sample.template).numpy()
+            err = np.linalg.norm(offsets - (stored - templates[sample.subject]), axis=-1) * 1000.0
+            assert err.mean() < (0.1 if kind == "arkit" else 0.01) and err.max() < (
+                5.0 if kind == "arkit" else 1.0
+            )
+            if kind == "arkit":
+                assert sample.coefficients.min() >= 0 and sample.coefficients.max() <= 1
+                jaw_open = sample.coefficients[:, ARKIT_NAMES.index("jawOpen")]
+                assert jaw_open.max() > 0.05  # speech opens the jaw
