@@ -74,7 +74,7 @@ def export_glb(
     from talk.errors import UserError
     from talk.files import write_atomic
     from talk.pipeline.animate import check_output
-    from talk.pipeline.blendshapes import ArkitWeights
+    from talk.pipeline.blendshapes import weight_collector
     from talk.pipeline.load import from_checkpoint
 
     output = check_output(output, ".glb")
@@ -91,8 +91,8 @@ def export_glb(
     model = from_checkpoint(checkpoint, device)
     assets = model.require_assets()
     wav = torch.from_numpy(load_audio(Path(audio), sample_rate=assets.sample_rate))
-    solver = ArkitWeights(assets.template(subject))
-    for piece in model.generate_pieces(wav, subject=subject):
+    solver = weight_collector(model, assets.template(subject))
+    for piece in model.generate_pieces(wav, subject=subject, on_params=solver.add_params):
         solver.add(piece)
     report = write_animated_glb(rig, output, solver.weights(), assets.fps, mesh=mesh)
     write_atomic(

@@ -239,15 +239,21 @@ def animate(
     faces = assets.faces
     streamer = None
     camera = None
+    if export_blendshapes is not None:
+        from talk.pipeline.blendshapes import weight_collector
+
+        arkit = weight_collector(model, assets.template(subject))
+    on_params = None if arkit is None else arkit.add_params
     if stream:
         from talk.pipeline.streaming import Streamer
 
         streamer = Streamer(model, subject=subject, chunk_seconds=chunk_seconds)
+        streamer.on_params = on_params
         pieces: Iterator[Tensor] = streamer.stream_file(wav)
         # the whole sequence is not known in advance: frame the neutral face, with room for the open jaw
         camera = fit_camera(streamer.template, image_size=(size, size), view=view, margin=1.3)
     else:
-        pieces = model.generate_pieces(wav, subject=subject, piece_seconds=piece_seconds)
+        pieces = model.generate_pieces(wav, subject=subject, piece_seconds=piece_seconds, on_params=on_params)
     comparer = None
     if ground_truth is not None:
         from render.compare import ComparisonRenderer
@@ -255,10 +261,6 @@ def animate(
         comparer = ComparisonRenderer(renderer, panel_size=(size, size), view=view, background=background)
         camera = comparer.fit_camera(ground_truth)
     output.parent.mkdir(parents=True, exist_ok=True)
-    if export_blendshapes is not None:
-        from talk.pipeline.blendshapes import ArkitWeights
-
-        arkit = ArkitWeights(assets.template(subject))
     lips = None if assets.regions is None else assets.regions.get("lips")
     lip_errors: list[Tensor] = []  # per frame: small
     t = 0  # index of the frame being written

@@ -8,7 +8,7 @@ LightningModules of :mod:`talk.training` hold one of these plus their losses and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -216,6 +216,7 @@ class AudioToMotion(nn.Module):
         piece_seconds: float = 10.0,
         template: Tensor | None = None,
         style: Tensor | None = None,
+        on_params: Callable[[Tensor], None] | None = None,
     ) -> Iterator[Tensor]:
         """Animates one waveform ``[N]`` piece by piece: vertices ``[m, V, 3]`` of consecutive frames, about
         ``piece_seconds`` at a time, each computed (in inference mode) when the next one is asked for.
@@ -235,6 +236,8 @@ class AudioToMotion(nn.Module):
                 it beyond float rounding).
             template: ``[V, 3]`` neutral mesh (default: ``subject``'s template).
             style: ``[S]`` style weights or a ``[1]`` style id (default: ``subject``'s style).
+            on_params: Called with each piece's face-model parameters ``[m, D]`` (within their bounds) before its
+                vertices are yielded, when the model generates parameters (ARKit weights, FLAME, BFM).
         """
         wav = wav.reshape(1, -1)
         style = (
@@ -250,6 +253,8 @@ class AudioToMotion(nn.Module):
                 features, num_frames, style, sample, self.fps, piece_frames
             )
             for motion in generator:
+                if on_params is not None and self.face_model is not None:
+                    on_params(self.constrain(motion)[0])
                 offsets = self.to_offsets(motion, template)
                 yield offsets.view(*motion.shape[:2], -1, 3).add_(template[:, None])[0]
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -153,6 +153,8 @@ class Streamer:
         self.left_context_seconds = left_context_seconds
         self.sampling = sampling or model.sampling
         self.stats = StreamStats()
+        # called with each piece's face-model parameters [m, D] (within their bounds) when the model has them
+        self.on_params: Callable[[Tensor], None] | None = None
 
     def latency_seconds(self) -> float:
         """Algorithmic latency: audio that must arrive after a frame's time before it can be produced."""
@@ -191,6 +193,8 @@ class Streamer:
         stats.compute_seconds = time.perf_counter() - start
 
     def _vertices(self, motion: Tensor, stats: StreamStats, pushed_at: float) -> Tensor:
+        if self.on_params is not None and self.model.face_model is not None:
+            self.on_params(self.model.constrain(motion)[0])
         offsets = self.model.to_offsets(motion, self.template[None])  # as offline generation does
         now = time.perf_counter()
         if stats.first_frame_latency is None:

@@ -77,6 +77,23 @@ def small_overrides(root: Path, run: Path) -> list[str]:
     ]
 
 
+def coefficient_overrides(kind: str, root: Path, run: Path, face_model: bool = False) -> list[str]:
+    """Overrides of experiments/synthetic/{arkit,bfm}_*.yaml (``kind``) for a dataset at ``root``; ``face_model``
+    also points the tokenizer's rig or BFM there."""
+    data = "--data.init_args."
+    out = [f"{data}manifest={root / f'{kind}_manifest.jsonl'}", f"--trainer.default_root_dir={run}"]
+    if kind == "arkit":
+        out += [f"{data}rig={root / 'arkit_rig.npz'}", f"{data}templates={root / 'templates.pkl'}",
+                f"{data}face_model_path={root / 'face_model.pkl'}"]  # fmt: skip
+        model_file = ("path", root / "arkit_rig.npz")
+    else:
+        out.append(f"{data}bfm_model={root / 'BFM_model_front.mat'}")
+        model_file = ("model_path", root / "BFM_model_front.mat")
+    if face_model:
+        out.append(f"--model.init_args.face_model.init_args.{model_file[0]}={model_file[1]}")
+    return out
+
+
 def flame_overrides(root: Path, run: Path, face_model: bool = False) -> list[str]:
     """Overrides of the synthetic FLAME-parameter configs (experiments/synthetic/flame_*.yaml) for a dataset at
     ``root``; ``face_model`` also points the tokenizer's face model there."""

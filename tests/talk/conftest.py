@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.talk.clitools import ROOT, flame_overrides, small_overrides, talk
+from tests.talk.clitools import ROOT, coefficient_overrides, flame_overrides, small_overrides, talk
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +56,24 @@ def flame_lm_ckpt(synth_root, flame_tokenizer_ckpt, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("flame_lm")
     tokenizer = f"--model.init_args.tokenizer_checkpoint={flame_tokenizer_ckpt}"
     return _one_step("flame_lm", flame_overrides(synth_root, run), run, tokenizer)
+
+
+def _coefficient_lm(kind: str, root: Path, tmp_path_factory) -> Path:
+    """The flagship over ``kind`` parameters (experiments/synthetic/<kind>_*.yaml): tokenizer and LM, one step each."""
+    run = tmp_path_factory.mktemp(f"{kind}_tokenizer")
+    tokenizer = _one_step(f"{kind}_tokenizer", coefficient_overrides(kind, root, run, face_model=True), run)
+    run = tmp_path_factory.mktemp(f"{kind}_lm")
+    extra = f"--model.init_args.tokenizer_checkpoint={tokenizer}"
+    return _one_step(f"{kind}_lm", coefficient_overrides(kind, root, run), run, extra)
+
+
+@pytest.fixture(scope="session")
+def arkit_lm_ckpt(synth_root, tmp_path_factory) -> Path:
+    """The flagship over ARKit-52 weights (experiments/synthetic/arkit_*.yaml), each stage trained for one step."""
+    return _coefficient_lm("arkit", synth_root, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def bfm_lm_ckpt(synth_root, tmp_path_factory) -> Path:
+    """The flagship over BFM expression coefficients (experiments/synthetic/bfm_*.yaml), one step per stage."""
+    return _coefficient_lm("bfm", synth_root, tmp_path_factory)
