@@ -33,6 +33,8 @@ def animate(
     background: str = "1,1,1",
     render_process: bool = True,
     export_blendshapes: Path | None = None,
+    head_motion: bool = False,
+    head_seed: int = 0,
 ) -> None:
     """Animate a face from speech and write an mp4 with the audio.
 
@@ -64,7 +66,11 @@ def animate(
             with --stream or --ground-truth.
         export_blendshapes: Also write the animation as ARKit-52 blendshape weights, to drive an avatar: a .csv
             as the Live Link Face app writes it (Unreal / MetaHuman, Blender add-ons) or a .json weight matrix.
-            Solved on the procedural head's ARKit rig (models trained on the procedural head).
+            A model of ARKit weights (experiments/synthetic/arkit_*.yaml) writes its own; others are solved on the
+            procedural head's ARKit rig (models trained on the procedural head).
+        head_motion: Move the head as people do while they talk (seeded drift that grows while speaking, nods at
+            speech onsets; motion.idle): the models are trained on face-centred motion and keep the head still.
+        head_seed: Seed of --head-motion; another seed draws another head motion.
     """
     from talk.errors import UserError
 
@@ -78,6 +84,8 @@ def animate(
         )
     if ground_truth is None and ground_truth_fps is not None:
         raise UserError("--ground-truth-fps needs --ground-truth.")
+    if head_motion and ground_truth is not None:
+        raise UserError("--head-motion moves the head, which the ground truth does not; drop one of the two.")
 
     with _render_process(render_process and not stream and ground_truth is None) as worker:
         import dataclasses
@@ -114,6 +122,8 @@ def animate(
             overwrite=overwrite,
             worker=worker,
             export_blendshapes=export_blendshapes,
+            head_motion=_idle_head() if head_motion else None,
+            head_seed=head_seed,
         )
         print(
             f"wrote {result.path} ({result.frames} frames at {result.fps:g} fps, {result.seconds:.2f} s, "
@@ -134,6 +144,12 @@ def animate(
             )
         if result.lve_mm is not None:
             print(f"LVE-mm against the ground truth: {result.lve_mm:.3f} mm")
+
+
+def _idle_head():  # noqa: ANN202 - motion.idle.IdleHead, imported here (torch)
+    from motion.idle import IdleHead
+
+    return IdleHead()
 
 
 @contextmanager

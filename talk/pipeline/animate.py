@@ -31,9 +31,12 @@ from talk.metrics import lip_max_sq_error, rooted_mm
 from talk.pipeline.model import AudioToMotion
 
 if TYPE_CHECKING:  # the renderer is imported where frames are drawn (numba start-up)
+    from motion.idle import IdleHead
     from render.camera import Camera
     from render.rasterizer import MeshRenderer
     from render.worker import RenderWorker
+    from talk.pipeline.assets import Assets
+    from talk.pipeline.blendshapes import ArkitWeights, GeneratedWeights
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,37 @@ class FrameFile:
         self.file.close()
 
 
+def _posed(
+    pieces: Iterator[Tensor],
+    arkit: ArkitWeights | GeneratedWeights | None,
+    settings: IdleHead | None,
+    seed: int,
+    wav: Tensor,
+    assets: Assets,
+    subject: str | None,
+) -> Iterator[Tensor]:
+    """``pieces`` handed face-centred to the ARKit weights, then moved by the idle head pose (when asked for)."""
+    pose = pivot = None
+    if settings is not None:
+        from motion.idle import head_pose, neck_pivot, speech_activity
+
+        n = assets.num_frames(int(wav.shape[-1]))
+        pose = head_pose(
+            n, assets.fps, seed, speech_activity(wav, assets.sample_rate, n, assets.fps), settings
+        )
+        pivot = neck_pivot(assets.template(subject).float())
+    t = 0
+    for piece in pieces:
+        if arkit is not None:
+            arkit.add(piece)
+        if pose is not None:
+            from motion.idle import apply_head_pose
+
+            piece = apply_head_pose(piece, pose[t : t + piece.shape[0]], pivot)
+        t += piece.shape[0]
+        yield piece
+
+
 def animate(
     model: AudioToMotion,
     audio: str | Path,
@@ -181,6 +215,8 @@ def animate(
     piece_seconds: float = 10.0,
     worker: RenderWorker | None = None,
     export_blendshapes: str | Path | None = None,
+    head_motion: IdleHead | None = None,
+    head_seed: int = 0,
 ) -> AnimationResult:
     """Animates speech with ``model`` and writes an H.264/AAC mp4 with the speech.
 
@@ -210,8 +246,12 @@ def animate(
         worker: A render process (:meth:`render.worker.RenderWorker.start`, started before torch was imported)
             that draws and encodes the frames of a :class:`~render.rasterizer.TorchRasterizer` while this process
             projects them: the same video, without numba's start-up here. Not used with ``ground_truth``.
-        export_blendshapes: Also write the animation's ARKit-52 weights, solved on the procedural ARKit rig
-            (:mod:`talk.pipeline.blendshapes`): ``.csv`` (Live Link Face) or ``.json``.
+        export_blendshapes: Also write the animation's ARKit-52 weights (:mod:`talk.pipeline.blendshapes`: a model
+            of ARKit weights writes its own, others are solved on the procedural ARKit rig): ``.csv`` (Live Link
+            Face) or ``.json``. Face-centred: the idle head motion is not in them.
+        head_motion: Move the head with the idle head-motion model (:mod:`motion.idle`: seeded drift that grows
+            while speaking, nods at speech onsets; causal, so streaming draws the same); None keeps it still.
+        head_seed: Seed of the head motion.
     """
     from audio.io import load_audio
     from render import TorchRasterizer, VideoWriter, fit_camera, to_uint8
@@ -244,6 +284,8 @@ def animate(
 
         arkit = weight_collector(model, assets.template(subject))
     on_params = None if arkit is None else arkit.add_params
+    if head_motion is not None and ground_truth is not None:
+        raise UserError("--head-motion moves the head, which the ground truth does not; drop one of the two.")
     if stream:
         from talk.pipeline.streaming import Streamer
 
@@ -254,6 +296,8 @@ def animate(
         camera = fit_camera(streamer.template, image_size=(size, size), view=view, margin=1.3)
     else:
         pieces = model.generate_pieces(wav, subject=subject, piece_seconds=piece_seconds, on_params=on_params)
+    if arkit is not None or head_motion is not None:
+        pieces = _posed(pieces, arkit, head_motion, head_seed, wav, assets, subject)
     comparer = None
     if ground_truth is not None:
         from render.compare import ComparisonRenderer
@@ -309,8 +353,6 @@ def animate(
                         writer.write(to_uint8(renderer.render(frame, faces, camera), background))
                 if meshes is not None:
                     meshes.write(piece)
-                if arkit is not None:
-                    arkit.add(piece)
                 if ground_truth is not None and t < ground_truth.shape[0]:
                     n = min(piece.shape[0], ground_truth.shape[0] - t)
                     ids = torch.arange(piece.shape[1]) if lips is None else torch.as_tensor(lips)
