@@ -58,3 +58,23 @@ def test_an_arkit_model_exports_its_own_weights(arkit_lm_ckpt, synth_root, tmp_p
     model, motion = _generate(arkit_lm_ckpt, synth_root)
     written = read_live_link_csv(tmp_path / "w.csv", fps=model.fps).weights
     np.testing.assert_allclose(written, motion.params[0].numpy(), atol=1e-5)  # not re-solved from vertices
+
+
+def test_export_glb_animates_an_avatar_with_an_arkit_models_own_weights(arkit_lm_ckpt, synth_root, tmp_path):
+    from motion.face.blendshapes import ARKIT_NAMES
+    from motion.face.blendshapes.gltf_animation import read_animation
+    from tests.motion.face.blendshapes.gltf_builder import GltfBuilder
+
+    b = GltfBuilder()  # a one-triangle avatar with three ARKit targets in other spellings
+    position = b.accessor(np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32))
+    targets = [{"POSITION": b.accessor(np.full((3, 3), 0.01 * (k + 1), np.float32))} for k in range(3)]
+    b.node(mesh=b.mesh("Face", [{"attributes": {"POSITION": position}, "targets": targets}],
+                       ["JawOpen", "eyeBlink_L", "mouthSmile_R"]))  # fmt: skip
+    avatar = b.write_glb(tmp_path / "avatar.glb")
+    wav = synth_root / "wav" / "SYN_10_M_sentence01.wav"
+    talk("export-glb", "--rig", str(avatar), "--audio", str(wav), "--checkpoint", str(arkit_lm_ckpt),
+         "--output", str(tmp_path / "animated.glb"), cwd=tmp_path)  # fmt: skip
+    (weights,) = read_animation(tmp_path / "animated.glb")[1].values()
+    _, motion = _generate(arkit_lm_ckpt, synth_root)
+    columns = [ARKIT_NAMES.index(n) for n in ("jawOpen", "eyeBlinkLeft", "mouthSmileRight")]
+    np.testing.assert_allclose(weights, motion.params[0][:, columns].numpy(), atol=1e-6)
