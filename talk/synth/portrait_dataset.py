@@ -27,13 +27,11 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from render.camera import Camera
+from render.portrait_inputs import DEPTH_SCALE, portrait_inputs
 from render.rasterizer import TorchRasterizer
-from render.warp import warp_portrait
 from talk.errors import UserError
 
-__all__ = ["PortraitClips", "PortraitDataError"]
-
-DEPTH_SCALE = 0.1  # metres: depth conditioning is (depth - median depth of the head) / DEPTH_SCALE
+__all__ = ["DEPTH_SCALE", "PortraitClips", "PortraitDataError"]
 
 
 class PortraitDataError(UserError, ValueError):
@@ -136,30 +134,14 @@ class PortraitClips(Dataset):
         reference, target = self._image(frames[r]), self._image(frames[t])
         source = torch.from_numpy(np.array(vertices[r]))
         animated = torch.from_numpy(np.array(vertices[t]))
-        camera = self.camera(clip)
-        size = camera.image_size
-        with torch.no_grad():
-            warped = warp_portrait(
-                reference[None], source, animated, self.faces, camera, size, self.falloff, self.mouth_faces
-            )
-            render = self._renderer.render(animated[None], self.faces, camera)
-        flow = warped.flow
-        mask = flow.mask[0]
-        normals = (render.image[0, :, :, :3] * 2.0 - 1.0) * render.mask[0, :, :, None]
-        depth = torch.zeros(size, dtype=torch.float32)
-        if bool(mask.any()):
-            on = flow.depth[0][mask].float()
-            depth[mask] = (on - on.median()) / DEPTH_SCALE
-        scale = torch.tensor([2.0 / size[1], 2.0 / size[0]], dtype=torch.float32).view(2, 1, 1)
+        inputs = portrait_inputs(
+            reference, source, animated, self.faces, self.mouth_faces, self.camera(clip), self.falloff,
+            self._renderer,
+        )  # fmt: skip
         return {
             "reference": reference,
             "target": target,
-            "warped": warped.image[0].float(),
-            "flow": flow.displacement[0].float() * scale,
-            "normals": normals.permute(2, 0, 1).float().contiguous(),
-            "depth": depth[None],
-            "mask": mask[None].float(),
-            "mouth_mask": flow.mouth_mask[0][None].float(),
+            **inputs,
             "clip": torch.tensor(int(self.clips[clip]["index"]), dtype=torch.int64),
             "frame": torch.tensor(t, dtype=torch.int64),
             "reference_frame": torch.tensor(r, dtype=torch.int64),
