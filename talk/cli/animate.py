@@ -33,8 +33,10 @@ def animate(
     background: str = "1,1,1",
     render_process: bool = True,
     export_blendshapes: Path | None = None,
-    head_motion: bool = False,
+    head_motion: bool | None = None,
     head_seed: int = 0,
+    portrait: Path | None = None,
+    portrait_generator: Path | None = None,
 ) -> None:
     """Animate a face from speech and write an mp4 with the audio.
 
@@ -70,7 +72,12 @@ def animate(
             procedural head's ARKit rig (models trained on the procedural head).
         head_motion: Move the head as people do while they talk (seeded drift that grows while speaking, nods at
             speech onsets; motion.idle): the models are trained on face-centred motion and keep the head still.
+            Default: on with --portrait, off otherwise.
         head_seed: Seed of --head-motion; another seed draws another head motion.
+        portrait: Animate this photo instead of rendering the mesh: the procedural head is fitted to it (the track
+            extra), animated by the model, and the photo is warped and completed by --portrait-generator; the
+            video has the photo's size.
+        portrait_generator: Checkpoint of experiments/synthetic/portrait.yaml (with --portrait).
     """
     from talk.errors import UserError
 
@@ -86,6 +93,12 @@ def animate(
         raise UserError("--ground-truth-fps needs --ground-truth.")
     if head_motion and ground_truth is not None:
         raise UserError("--head-motion moves the head, which the ground truth does not; drop one of the two.")
+    if portrait is not None:
+        _animate_portrait(audio, checkpoint, output, subject, device, stream, chunk_seconds, seed, overwrite,
+                          head_motion is not False, head_seed, portrait, portrait_generator)  # fmt: skip
+        return
+    if portrait_generator is not None:
+        raise UserError("--portrait-generator needs --portrait (the photo to animate).")
 
     with _render_process(render_process and not stream and ground_truth is None) as worker:
         import dataclasses
@@ -122,7 +135,7 @@ def animate(
             overwrite=overwrite,
             worker=worker,
             export_blendshapes=export_blendshapes,
-            head_motion=_idle_head() if head_motion else None,
+            head_motion=_idle_head() if head_motion else None,  # off unless asked for
             head_seed=head_seed,
         )
         print(
@@ -144,6 +157,50 @@ def animate(
             )
         if result.lve_mm is not None:
             print(f"LVE-mm against the ground truth: {result.lve_mm:.3f} mm")
+
+
+def _animate_portrait(
+    audio: Path,
+    checkpoint: Path,
+    output: Path,
+    subject: str | None,
+    device: str,
+    stream: bool,
+    chunk_seconds: float,
+    seed: int | None,
+    overwrite: bool,
+    head_motion: bool,
+    head_seed: int,
+    portrait: Path,
+    generator: Path | None,
+) -> None:
+    """``talk animate --portrait``: see :func:`talk.pipeline.portrait.animate_portrait`."""
+    import dataclasses
+    import time
+
+    from talk.errors import UserError
+
+    if generator is None:
+        raise UserError(
+            "--portrait needs --portrait-generator <checkpoint of experiments/synthetic/portrait.yaml> (train it "
+            "with `talk fit -c experiments/synthetic/portrait.yaml`)."
+        )
+    _check_paths(Path(audio), Path(output), None, None, overwrite)
+    if not Path(portrait).is_file():
+        raise UserError(f"--portrait {portrait} not found; name a photo (.jpg, .png) with one face.")
+    from talk.pipeline.load import from_checkpoint
+    from talk.pipeline.portrait import animate_portrait
+
+    start = time.perf_counter()
+    model = from_checkpoint(checkpoint, device)
+    if seed is not None:
+        model.sampling = dataclasses.replace(model.sampling, seed=seed)
+    path, frames, fps = animate_portrait(
+        model, audio, output, portrait, generator, subject, stream, chunk_seconds,
+        _idle_head() if head_motion else None, head_seed,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - start
+    print(f"wrote {path} ({frames} frames at {fps:g} fps, {frames / fps:.2f} s, {elapsed:.1f} s to make)")
 
 
 def _idle_head():  # noqa: ANN202 - motion.idle.IdleHead, imported here (torch)

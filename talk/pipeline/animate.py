@@ -167,16 +167,17 @@ class FrameFile:
         self.file.close()
 
 
-def _posed(
+def posed_pieces(
     pieces: Iterator[Tensor],
     arkit: ArkitWeights | GeneratedWeights | None,
     settings: IdleHead | None,
     seed: int,
     wav: Tensor,
     assets: Assets,
-    subject: str | None,
+    template: Tensor,
 ) -> Iterator[Tensor]:
-    """``pieces`` handed face-centred to the ARKit weights, then moved by the idle head pose (when asked for)."""
+    """``pieces`` handed face-centred to the ARKit weights, then moved by the idle head pose (when asked for) about
+    the neck of ``template`` ``[V, 3]``."""
     pose = pivot = None
     if settings is not None:
         from motion.idle import head_pose, neck_pivot, speech_activity
@@ -185,7 +186,7 @@ def _posed(
         pose = head_pose(
             n, assets.fps, seed, speech_activity(wav, assets.sample_rate, n, assets.fps), settings
         )
-        pivot = neck_pivot(assets.template(subject).float())
+        pivot = neck_pivot(template.float())
     t = 0
     for piece in pieces:
         if arkit is not None:
@@ -297,7 +298,7 @@ def animate(
     else:
         pieces = model.generate_pieces(wav, subject=subject, piece_seconds=piece_seconds, on_params=on_params)
     if arkit is not None or head_motion is not None:
-        pieces = _posed(pieces, arkit, head_motion, head_seed, wav, assets, subject)
+        pieces = posed_pieces(pieces, arkit, head_motion, head_seed, wav, assets, assets.template(subject))
     comparer = None
     if ground_truth is not None:
         from render.compare import ComparisonRenderer
