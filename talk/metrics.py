@@ -134,4 +134,12 @@ DISPLAY = {
     "fdd": ("FDD (x1e-7 m^2)", 1e7, "{:+.4f}"),
     "abs_fdd": ("ABS-FDD (x1e-7 m^2)", 1e7, "{:.4f}"),
     "mve": ("MVE (mm)", 1e3, "{:.3f}"),
+    # image metrics of the portrait generator (talk.image_metrics, talk.image_metric_hooks)
+    "psnr": ("PSNR (dB)", 1.0, "{:.2f}"),
+    "ssim": ("SSIM", 1.0, "{:.4f}"),
+    "lpips": ("LPIPS", 1.0, "{:.4f}"),
+    "fid": ("FID", 1.0, "{:.2f}"),
+    "csim": ("CSIM", 1.0, "{:.4f}"),
+    "lse_d": ("LSE-D", 1.0, "{:.3f}"),
+    "lse_c": ("LSE-C", 1.0, "{:.3f}"),
 }

@@ -69,9 +69,13 @@ class TalkArgumentParser(OneLineErrors, LightningArgumentParser):
 class TalkCLI(LightningCLI):
     """LightningCLI whose model and data are chosen by ``class_path`` in YAML.
 
-    Values that must agree are linked, so they are set in one place: every talk model takes ``motion_dim``,
-    ``num_styles`` and ``fps`` from the data and builds its submodules (given in YAML as factories: a
-    ``class_path`` plus the remaining ``init_args``) from them.
+    Values that must agree are linked, so they are set in one place: every audio-to-motion model
+    (:class:`~talk.training.base.TalkModule`) takes ``motion_dim``, ``num_styles`` and ``fps`` from the data
+    (:class:`~talk.data.base.TalkDataModule`) and builds its submodules (given in YAML as factories: a
+    ``class_path`` plus the remaining ``init_args``) from them. A link applies only when the data has the value:
+    the portrait generator's data (:class:`~talk.data.formats.portraits.PortraitDataModule`) has none of them and
+    its model (:class:`~talk.training.portrait.PortraitModule`) takes none (jsonargparse skips a link whose
+    source object lacks the attribute).
     """
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -254,15 +258,20 @@ class TalkCLI(LightningCLI):
         sub_cfg = self.config[self.config.subcommand]
         config_yaml = self.parser.dump(self.config, skip_none=False)
         dm = self.datamodule
+        # a model's results may name their own units and per-sequence columns (the portrait generator: PSNR in dB,
+        # SSIM); the vertex metrics' are the default
         report: dict[str, Any] = {
             "split": "test",
             "checkpoint": str(sub_cfg.get("ckpt_path")) if sub_cfg.get("ckpt_path") else None,
             "config_sha256": hashlib.sha256(config_yaml.encode()).hexdigest(),
             "dataset": {"name": dm.dataset_name, "root": str(dm.root)},
-            "units": {"lve": "m^2", "lve_mm": "mm", "fdd": "m^2", "abs_fdd": "m^2", "mve": "m"},
+            "units": results.get(
+                "units", {"lve": "m^2", "lve_mm": "mm", "fdd": "m^2", "abs_fdd": "m^2", "mve": "m"}
+            ),
             "metrics": results["metrics"],
         }
-        if dm.has_regions():  # the region file the metrics were computed with, by name and hash
+        # the region file the metrics were computed with, by name and hash (image metrics have none)
+        if getattr(dm, "has_regions", lambda: False)():
             ids = dm.regions()
             digest = hashlib.sha256(
                 b"".join(np.asarray(ids[k], np.int64).tobytes() for k in sorted(ids))
@@ -279,10 +288,11 @@ class TalkCLI(LightningCLI):
         seq_path = run_dir / "metrics_per_sequence.csv"
         with atomic_write(seq_path, "w") as f:
             writer = csv.writer(f)
-            writer.writerow(["method", "name", "frames", "lve", "fdd", "mve"])
+            columns = results.get("columns", ["lve", "fdd", "mve"])
+            writer.writerow(["method", "name", "frames", *columns])
             for method, rows in results["per_sequence"].items():
                 for r in rows:
-                    writer.writerow([method, r["name"], r["frames"], r["lve"], r["fdd"], r["mve"]])
+                    writer.writerow([method, r["name"], r["frames"], *(r[c] for c in columns)])
         print_metrics_table(results["metrics"], title=f"test metrics ({report['dataset']['root']})")
         print(f"metrics: {path}")
         print(f"per-sequence metrics: {seq_path}")
@@ -323,8 +333,7 @@ def run_lightning_cli(args: list[str] | None = None, cli_class: type[TalkCLI] | 
         args: The command line after ``talk``; None reads ``sys.argv``.
         cli_class: A subclass of :class:`TalkCLI` to run instead (tests stop it after parsing).
     """
-    from talk.data.base import TalkDataModule
-    from talk.training.base import TalkModule
+    import lightning as L
 
     if args is not None:
         # LightningCLI reads sys.argv (its messages name `talk` through parser_kwargs' prog). The program path is
@@ -345,9 +354,12 @@ def run_lightning_cli(args: list[str] | None = None, cli_class: type[TalkCLI] | 
         "<run dir>/predictions/<name>.npz (vertices [T, V, 3] float32, fps); --predictions.meshes obj|ply also "
         "writes the meshes of each sequence to <run dir>/predictions/<name>/."
     )
+    # the base classes both kinds of model share: audio-to-motion (talk.training.base.TalkModule with a
+    # talk.data.base.TalkDataModule) and the portrait generator (talk.training.portrait.PortraitModule with
+    # talk.data.formats.portraits.PortraitDataModule)
     (cli_class or TalkCLI)(
-        TalkModule,
-        TalkDataModule,
+        L.LightningModule,
+        L.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},

@@ -145,7 +145,8 @@ class Dashboard(L.Callback):
             return
         self._config_logged = True
         k = 0 if self._tokenizer is None else self._tokenizer.num_quantizers
-        params = {**run_config(trainer), "metric_units": metric_units(k)}
+        own = getattr(trainer.lightning_module, "metric_units", None)  # a model with other metrics names them
+        params = {**run_config(trainer), "metric_units": own() if callable(own) else metric_units(k)}
         for logger in trainer.loggers:
             logger.log_hyperparams(params)
             if isinstance(logger, TensorBoardLogger):  # the hyperparameter table flattens it; also as YAML
@@ -287,23 +288,22 @@ class Dashboard(L.Callback):
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         results = getattr(pl_module, "test_results", None)
         if not self._active or not trainer.is_global_zero or not results:
-            return  # (every process holds the whole split's results)
-        rows = [[method, r["name"], int(r["frames"]), float(r["lve"]), float(r["fdd"]), float(r["mve"])]
+            return  # (every process holds the whole split's results); a model may name its own columns:
+        columns = ["method", "name", "frames", *results.get("columns", TABLE_COLUMNS[3:])]
+        rows = [[method, r["name"], int(r["frames"]), *(float(r[c]) for c in columns[3:])]
                 for method, seqs in results["per_sequence"].items() for r in seqs]  # fmt: skip
         pooled = {f"test/{method}/{key}": value for method, values in results["metrics"].items()
                   for key, value in values.items()}  # fmt: skip
         step = trainer.global_step
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                logger.log_table("test/per_sequence", columns=TABLE_COLUMNS, data=rows, step=step)
+                logger.log_table("test/per_sequence", columns=columns, data=rows, step=step)
                 for key, value in pooled.items():
                     logger.experiment.summary[key] = value
             elif isinstance(logger, TensorBoardLogger):
                 writer = logger.experiment
-                writer.add_text("test/per_sequence", markdown_table(TABLE_COLUMNS, rows), step)
-                writer.add_text(
-                    "test/metrics", markdown_table(["metric", "value"], list(pooled.items())), step
-                )
+                writer.add_text("test/per_sequence", markdown_table(columns, rows), step)
+                writer.add_text("test/metrics", markdown_table(["metric", "value"], [*pooled.items()]), step)
 
 
 # ---------------------------------------------------------------------------------------------------- helpers

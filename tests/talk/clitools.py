@@ -102,3 +102,9 @@ def flame_overrides(root: Path, run: Path, face_model: bool = False) -> list[str
     if face_model:
         out.append(f"--model.init_args.face_model.init_args.model_path={root / 'face_model.pkl'}")
     return out
+
+
+def portrait_overrides(root: Path, run: Path) -> list[str]:
+    """Overrides of experiments/synthetic/portrait.yaml for a tiny portrait set at ``root`` (32x32 frames)."""
+    return [f"--data.init_args.root={root}", "--data.init_args.size=32", "--data.init_args.batch_size=2",
+            "--data.init_args.num_workers=0", f"--trainer.default_root_dir={run}"]  # fmt: skip

@@ -19,6 +19,17 @@ def synth_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def portrait_root(tmp_path_factory) -> Path:
+    """A tiny synthetic portrait set (talk data portraits): 3 clips of 4 frames at 32x32, one per split."""
+    from talk.synth.portrait import write_portrait_set
+
+    root = tmp_path_factory.mktemp("portraits")
+    write_portrait_set(root, clips=3, frames_per_clip=4, size=32, progress=False, val_fraction=0.34,
+                       test_fraction=0.34)  # fmt: skip
+    return root
+
+
 def _one_step(name: str, overrides: list[str], run: Path, *extra: str) -> Path:
     """Fits experiments/synthetic/<name>.yaml for one training step and one validation; its last.ckpt."""
     config = ROOT / "experiments" / "synthetic" / f"{name}.yaml"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.talk.clitools import ROOT, flame_overrides, small_overrides, talk
+from tests.talk.clitools import ROOT, flame_overrides, portrait_overrides, small_overrides, talk
 
 # experiments/trainer/default.yaml is the trainer every config shares (read by `talk` itself), not a config to run
 CONFIGS = sorted(p for p in (ROOT / "experiments").rglob("*.yaml") if p.parent.name != "trainer")
@@ -57,6 +57,8 @@ def test_fast_dev_run_every_config(config, synth_root, tmp_path, request):
     flame = config.name.startswith("flame_")  # the synthetic dataset read as FLAME parameters (its manifest)
     if flame:
         data = flame_overrides(synth_root, tmp_path, face_model="face_model:" in text)
+    elif config.name.startswith("portrait"):  # the image-space generator: a tiny synthetic portrait set
+        data = portrait_overrides(request.getfixturevalue("portrait_root"), tmp_path)
     elif config.parent.name == "synthetic":
         data = small_overrides(synth_root, tmp_path)
     else:  # real-dataset configs: miniature replicas of their layouts, a local tiny model for the hub name
