@@ -226,6 +226,11 @@ class BFM(FaceModel):
             )
         return self._blend(motion, self.exp_base) * self.unit
 
+    def motion_weights(self) -> Tensor:
+        """``[Ne]`` how far one unit of each expression coefficient moves the mesh: the RMS vertex displacement in
+        metres (BFM's coefficients all have unit variance, however little a component moves the face)."""
+        return self.exp_base.double().norm(dim=0).div(self.num_vertices**0.5).mul(self.unit).float()
+
     def texture(self, tex: Tensor) -> Tensor:
         """Albedo ``[..., V, 3]`` in [0, 1] (roughly): ``(meantex + texBase @ tex) / 255`` for ``tex`` ``[..., Nt]``."""
         _check_width(tex, self.n_tex, "tex")

@@ -44,6 +44,10 @@ class TokenizerModule(MotionSpace, TalkModule):
             parameters, e.g. a ``ManifestDataModule`` of FLAME ``.npz``, ARKit or BFM lines). Its vertex count must
             match the data's.
         param_scale: Parameter units per normalised unit of the parameters fed to the tokenizer.
+        scale_by_displacement: Give each parameter its own scale, ``param_scale`` times how much less than the
+            face model's most effective parameter it moves the mesh (``face_model.motion_weights()``, e.g. BFM), so
+            that the tokenizer's input and its parameter loss weigh each parameter by its effect on the face, as
+            the vertex loss does; otherwise one scale for all.
         vertex_weight: Weight of the vertex-space losses when tokenizing parameters.
     """
 
@@ -61,6 +65,7 @@ class TokenizerModule(MotionSpace, TalkModule):
         face_model: FaceModel | None = None,
         param_scale: float = 1.0,
         vertex_weight: float = 1.0,
+        scale_by_displacement: bool = False,
     ) -> None:
         super().__init__(motion_dim=motion_dim, num_styles=num_styles, fps=fps, test_condition=test_condition)
         self.save_config(["tokenizer", "optimizer", "scheduler", "face_model"])
@@ -71,7 +76,20 @@ class TokenizerModule(MotionSpace, TalkModule):
             )
         self.face_model = None if face_model is None else face_model.eval().requires_grad_(False)
         self.tokenizer = tokenizer(motion_dim if face_model is None else face_model.num_motion_params)
-        self.tokenizer.set_normalization(0.0, offset_scale if face_model is None else param_scale)
+        scales = torch.tensor(float(param_scale))
+        if face_model is not None and scale_by_displacement:
+            if not callable(getattr(face_model, "motion_weights", None)):
+                raise CheckpointError(
+                    f"scale_by_displacement needs a face model with motion_weights(); "
+                    f"{type(face_model).__name__} has none. Set it to false."
+                )
+            weights = face_model.motion_weights().float()
+            if (
+                float(weights.max()) > 0
+            ):  # a face model rebuilt from sizes has no basis yet: its state sets it
+                scales = param_scale * weights.max() / weights.clamp(min=1e-3 * float(weights.max()))
+        self.register_buffer("param_scales", scales, persistent=False)  # [] or [D]
+        self.tokenizer.set_normalization(0.0, offset_scale if face_model is None else scales)
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.offset_scale = offset_scale
@@ -104,7 +122,7 @@ class TokenizerModule(MotionSpace, TalkModule):
     def _loss(self, batch: Batch) -> LossParts:
         motion = self.motion(batch)
         out = self.tokenizer(motion, batch.motion_mask)
-        scale = self.offset_scale if self.face_model is None else self.param_scale
+        scale = self.offset_scale if self.face_model is None else self.param_scales
         rec, vel = self._errors((out.reconstruction - motion) / scale, batch.motion_mask)
         loss = rec + self.velocity_weight * vel + out.commitment_loss
         parts = {"reconstruction": rec, "velocity": vel, "commitment": out.commitment_loss}

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.talk.clitools import ROOT, flame_overrides, portrait_overrides, small_overrides, talk
+from tests.talk.clitools import (
+    ROOT,
+    coefficient_overrides,
+    flame_overrides,
+    portrait_overrides,
+    small_overrides,
+    talk,
+)
 
 # experiments/trainer/default.yaml is the trainer every config shares (read by `talk` itself), not a config to run
 CONFIGS = sorted(p for p in (ROOT / "experiments").rglob("*.yaml") if p.parent.name != "trainer")
@@ -55,8 +62,11 @@ def _dataset_overrides(config: Path, tmp: Path) -> list[str]:
 def test_fast_dev_run_every_config(config, synth_root, tmp_path, request):
     text = config.read_text()
     flame = config.name.startswith("flame_")  # the synthetic dataset read as FLAME parameters (its manifest)
+    kind = next((k for k in ("arkit", "bfm") if config.name.startswith(f"{k}_")), None)  # ARKit weights, BFM
     if flame:
         data = flame_overrides(synth_root, tmp_path, face_model="face_model:" in text)
+    elif kind is not None:
+        data = coefficient_overrides(kind, synth_root, tmp_path, face_model="face_model:" in text)
     elif config.name.startswith("portrait"):  # the image-space generator: a tiny synthetic portrait set
         data = portrait_overrides(request.getfixturevalue("portrait_root"), tmp_path)
     elif config.parent.name == "synthetic":
@@ -69,11 +79,15 @@ def test_fast_dev_run_every_config(config, synth_root, tmp_path, request):
             f"--model.init_args.audio_encoder.init_args.name_or_path={request.getfixturevalue('tiny_wav2vec2')}"
         )
     if "tokenizer_checkpoint" in text:
-        if config.parent.name == "synthetic":
+        if config.parent.name == "synthetic" and kind is None:
             tokenizer = request.getfixturevalue("flame_tokenizer_ckpt" if flame else "tokenizer_ckpt")
         else:  # a tokenizer of the same dataset: its motion size must match
-            stage1, stage1_run = config.parent / "tokenizer.yaml", tmp_path / "tokenizer"
-            talk("fit", "-c", str(stage1), *data, f"--trainer.default_root_dir={stage1_run}", "--trainer.max_epochs=1",
+            stage1 = config.parent / ("tokenizer.yaml" if kind is None else f"{kind}_tokenizer.yaml")
+            stage1_run = tmp_path / "tokenizer"
+            stage1_data = (
+                data if kind is None else coefficient_overrides(kind, synth_root, tmp_path, face_model=True)
+            )
+            talk("fit", "-c", str(stage1), *stage1_data, f"--trainer.default_root_dir={stage1_run}", "--trainer.max_epochs=1",
                  "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1", "--trainer.logger=false",
                  cwd=tmp_path)  # fmt: skip
             tokenizer = stage1_run / "checkpoints" / "last.ckpt"
