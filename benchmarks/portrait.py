@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import numba
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from benchmarks.timing import timed  # noqa: E402
 from render.generator import PortraitGenerator  # noqa: E402
 from render.rasterizer import TorchRasterizer  # noqa: E402
 from render.warp import warp_portrait  # noqa: E402
@@ -42,19 +41,6 @@ from talk.synth.portrait import render_portrait_clip  # noqa: E402
 from talk.synth.portrait_dataset import DEPTH_SCALE  # noqa: E402
 
 FRAMES = 25
-
-
-def timed(fn, repeats: int) -> tuple[float, float]:
-    """(median wall, median process CPU) seconds per call, after two warm-up calls."""
-    fn()
-    fn()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        c0, t0 = time.process_time(), time.perf_counter()
-        fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return float(np.median(wall)), float(np.median(cpu))
 
 
 def report(name: str, timing: tuple[float, float]) -> None:

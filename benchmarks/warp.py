@@ -29,15 +29,13 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numba
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from benchmarks.timing import timed  # noqa: E402
 from motion.face.flame import FLAME, FLAMEParams  # noqa: E402
 from motion.face.procedural.face import EXPRESSION_NAMES, write_procedural_face  # noqa: E402
 from render.camera import Camera  # noqa: E402
@@ -69,19 +67,6 @@ def portrait(size: int) -> torch.Tensor:
     """A smooth random RGB image ``[1,3,S,S]`` (content does not change the cost)."""
     noise = torch.rand(1, 3, size // 8, size // 8, generator=torch.Generator().manual_seed(0))
     return torch.nn.functional.interpolate(noise, size=(size, size), mode="bilinear", align_corners=False)
-
-
-def timed(fn, repeats: int) -> tuple[float, float]:
-    """(median wall, median process CPU) seconds per call, after two warm-up calls."""
-    fn()
-    fn()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        c0, t0 = time.process_time(), time.perf_counter()
-        fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return float(np.median(wall)), float(np.median(cpu))
 
 
 def report(name: str, timing: tuple[float, float], frames: int = 1, base: float | None = None) -> None:
