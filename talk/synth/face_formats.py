@@ -157,9 +157,15 @@ def _expression_basis(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     values, vectors = torch.linalg.eigh(gram)
     vectors = vectors.float()
     top = values.flip(0)[:N_EXP].clamp(min=1e-18).float()
-    u = (x.T @ vectors.flip(1)[:, :N_EXP]) / top.sqrt()  # unit columns
+    # Fewer sampled frames than N_EXP (a tiny set): the directions past them are zero (sigma 0), so their
+    # coefficients stay 0 and decode to nothing.
+    rank = len(top)
+    u = torch.zeros(x.shape[1], N_EXP)
+    u[:, :rank] = (x.T @ vectors.flip(1)[:, :rank]) / top.sqrt()  # unit columns
     sign = torch.sign(u[u.abs().argmax(0), torch.arange(N_EXP)])  # a deterministic sign per column
-    return (u * sign).numpy(), (top / len(offsets)).sqrt().numpy()
+    sigma = torch.zeros(N_EXP)
+    sigma[:rank] = (top / len(offsets)).sqrt()
+    return (u * sign).numpy(), sigma.numpy()
 
 
 def write_bfm(
@@ -198,7 +204,10 @@ def write_bfm(
         return (vertices - templates[subject]).reshape(len(vertices), -1)
 
     basis_from = [r for r in records if r["subject"] in train_subjects] or records
-    stride = max(_PCA_STRIDE, int(np.ceil(sum(r["frames"] for r in basis_from) / _PCA_MAX_FRAMES)))
+    total = sum(r["frames"] for r in basis_from)
+    stride = max(_PCA_STRIDE, int(np.ceil(total / _PCA_MAX_FRAMES)))
+    if total // stride < 2 * N_EXP:  # a tiny set: every frame counts
+        stride = 1
     sample = np.concatenate([offsets_of(r["name"], r["subject"], stride) for r in basis_from])
     directions, sigma = _expression_basis(sample)
     ex_base = directions * sigma  # metres per coefficient, coefficients ~ unit variance

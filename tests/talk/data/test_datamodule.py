@@ -139,7 +139,8 @@ def test_public_constructors_keep_the_configured_names():
                             "val_sentences", "test_sentences", "source_fps", *shared],
         BiwiDataModule: ["root", "train_subjects", "test_split", "all_subjects", "train_sentences",
                          "val_sentences", "test_sentences", "per_condition", "source_fps", *shared],
-        ManifestDataModule: ["manifest", "fps", "resample", "flame_model", "templates", "train_subjects",
+        ManifestDataModule: ["manifest", "fps", "resample", "flame_model", "templates", "rig", "bfm_model",
+                             "train_subjects",
                              *[s for s in shared if s != "fps"]],
     }  # fmt: skip
     from jsonargparse import ArgumentParser

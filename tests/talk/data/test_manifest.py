@@ -203,7 +203,7 @@ GOOD = {"audio": "a.wav", "motion": "m.npy", "subject": "spk1", "fps": 30, "spli
         ({**GOOD, "split": "dev"}, "'split' is 'dev'; use one of"),
         ({**GOOD, "audio": "none.wav"}, "audio file none.wav not found"),
         ({**GOOD, "motion": "none.npy"}, "motion file none.npy not found"),
-        ({**GOOD, "motion": "a.wav"}, "must be .npy .vertices. or .npz"),
+        ({**GOOD, "motion": "a.wav"}, r"must be \.npy \(vertices\), \.npz .*\.csv / \.json .*\.mat"),
         ({**GOOD, "motion": "bad_width.npy"}, r"has shape \(4, 10\).*\[T, V\*3\] or \[T, V, 3\]"),
         ({**GOOD, "motion": "objects.npy"}, "holds pickled Python objects"),
         ({**GOOD, "motion": "nojaw.npz"}, r"lacks \['jaw'\]; FLAME motion needs"),
