@@ -7,7 +7,7 @@ STAMP := $(VENV)/.talk-installed
 # multi-GB CUDA build as a dependency of lightning/transformers.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo demo-baseline demo-flagship test test-pytorch3d lint clean
+.PHONY: setup speech-engines demo demo-baseline demo-flagship test test-pytorch3d lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,21 @@ $(STAMP): $(PY) pyproject.toml
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --disable-pip-version-check "$(TORCH_SPEC)"
 	$(PY) -m pip install --disable-pip-version-check -e ".[dev,speech]"
 	$(PY) -m pip install --disable-pip-version-check --no-deps mediapipe==0.10.21
+	-@command -v festival >/dev/null && command -v flite >/dev/null || $(MAKE) --no-print-directory \
+		speech-engines SUDO="$(if $(SUDO),sudo -n)" || echo "note: Festival/Flite not installed (needs apt; run" \
+		"\`make speech-engines\`): talk data speech --engines festival,flite and their tests are skipped"
 	@touch $(STAMP)
 
 setup: $(STAMP)
+
+# Festival and Flite with their free US English voices (Debian/Ubuntu apt), for `talk data speech --engines`.
+# `setup` tries it too, non-interactively (sudo -n), and carries on where apt or the rights are missing.
+SPEECH_ENGINE_PACKAGES := flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+SUDO ?= $(if $(filter 0,$(shell id -u)),,sudo)
+APT_INSTALL = $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
+
+speech-engines:
+	$(APT_INSTALL) $(SPEECH_ENGINE_PACKAGES) || ($(SUDO) apt-get update && $(APT_INSTALL) $(SPEECH_ENGINE_PACKAGES))
 
 demo: setup
 	$(PY) -m talk.demo

@@ -72,11 +72,17 @@ def _data_command(argv: list[str]) -> None:
         description="Write English sentences spoken by espeak-ng voices (one per synthetic speaker), the face "
         "motion of their phone timings, phones/*.lab and randomly degraded audio, in the layout of `talk data "
         "synth` (same subjects: the synthetic configs train on it with data.init_args.root). Resumable and "
-        "deterministic by --seed. Needs espeakng-loader (pip install 'talk[speech]').",
+        "deterministic by --seed. Needs espeakng-loader (pip install 'talk[speech]'); --engines adds Festival "
+        "and Flite voices built from human recordings (Debian packages: make speech-engines).",
     )
     _speaker_set_arguments(speech)
     speech.add_argument(
         "--no-augment", action="store_true", help="keep the audio clean (no noise, reverb, band limit, level)"
+    )
+    speech.add_argument(
+        "--engines",
+        default="espeak",
+        help="comma-separated TTS engines that share the sentences: espeak, festival, flite (default espeak)",
     )
     portraits = sub.add_parser(
         "portraits",
@@ -134,6 +140,7 @@ def _data_command(argv: list[str]) -> None:
             workers=args.workers,
             sample_rate=args.sample_rate,
             augment=not args.no_augment,
+            engines=args.engines,
         )
         print(
             f"{done.n_sequences} sequences ({done.total_seconds:.0f} s of speech) from {len(done.subjects)} "

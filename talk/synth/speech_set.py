@@ -20,6 +20,9 @@ never reset, the glottal phase), so a sentence comes out a few samples and milli
 on what the process spoke before, and it seeds its noise from the clock. Each sentence is therefore spoken
 by a freshly loaded library with a seeded noise generator (:func:`talk.synth.tts.reset`), which makes every file
 byte-identical for a given seed and espeak-ng build, whatever the number of workers or the order of the jobs.
+
+``engines`` adds Festival and Flite, whose voices are built from human recordings (``talk.synth.speech_engines``
+says which engine and voice speaks each sentence); they run as one process per sentence, deterministic too.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ import json
 import multiprocessing as mp
 import pickle
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
 
@@ -45,11 +49,12 @@ from motion.face.procedural.face import (
 )
 from talk.errors import UserError
 from talk.files import atomic_write, write_atomic, write_text_atomic
-from talk.synth import tts
+from talk.synth import speech_engines, tts
 from talk.synth.augment import apply_augmentation, draw_augmentation
 from talk.synth.face import calibrate_lip_contact, lip_pairs, load_face
 from talk.synth.phones import Phone, fill_silence, to_utterance
 from talk.synth.speakers import SpeakerProfile, make_speaker
+from talk.synth.speech_engines import DEFAULT_ENGINES, EngineVoice
 from talk.synth.writer import (
     FACE_SEED,
     FPS,
@@ -140,20 +145,26 @@ class SpokenSentence:
     sample_rate: int
 
 
-def speak_sentence(text: str, voice: TTSVoice, rng: np.random.Generator, sample_rate: int) -> SpokenSentence:
-    """Speaks ``text`` with a freshly loaded espeak-ng and places it between ``LEAD_SILENCE`` and
-    ``TRAIL_SILENCE`` (the espeak audio itself starts within about 50 ms and ends with a sentence pause).
+def speak_sentence(
+    text: str, voice: TTSVoice | EngineVoice, rng: np.random.Generator, sample_rate: int
+) -> SpokenSentence:
+    """Speaks ``text`` with a freshly loaded espeak-ng (or Festival / Flite) and places it between ``LEAD_SILENCE``
+    and ``TRAIL_SILENCE`` (the engine's audio itself starts within about 50 ms and ends with a sentence pause).
 
     Args:
         text: English sentence.
-        voice: The voice of this sentence.
+        voice: The voice of this sentence: an espeak-ng voice, or a Festival / Flite one.
         rng: Draws the silences and espeak-ng's noise seed.
         sample_rate: Audio sampling rate.
     """
-    tts.reset(int(rng.integers(1, 2**31 - 1)))
-    spoken = tts.synthesize(
-        text, voice.voice, voice.rate, voice.pitch, voice.variant, sample_rate, stress=True
-    )
+    noise_seed = int(rng.integers(1, 2**31 - 1))
+    if isinstance(voice, EngineVoice):
+        spoken = speech_engines.synthesize(voice, text, sample_rate)
+    else:
+        tts.reset(noise_seed)
+        spoken = tts.synthesize(
+            text, voice.voice, voice.rate, voice.pitch, voice.variant, sample_rate, stress=True
+        )
     n_lead = int(round(rng.uniform(*LEAD_SILENCE) * sample_rate))
     frames = int(round((n_lead / sample_rate + spoken.duration + rng.uniform(*TRAIL_SILENCE)) * FPS))
     n = int(round(frames / FPS * sample_rate))
@@ -198,12 +209,13 @@ class _Job:
 
     root: str
     speaker: SpeakerProfile
-    voice: TTSVoice
+    voice: TTSVoice | EngineVoice
     text: str
     seed: int
     sentence: int
     sample_rate: int
     augment: bool
+    tagged: bool = False  # records name the engine and voice (any engines but espeak alone)
 
     @property
     def name(self) -> str:
@@ -258,7 +270,7 @@ def _record(job: _Job) -> dict:
     frames = int(np.load(job.path("npy"), mmap_mode="r").shape[0])
     aug = draw_augmentation(job.stream(3), job.sample_rate).to_json() if job.augment else {}
     return {"name": job.name, "subject": job.speaker.name, "sentence": f"sentence{job.sentence + 1:02d}",
-            "text": job.text, "rate": job.voice.rate, "pitch": job.voice.pitch, "frames": frames,
+            "text": job.text, **speech_engines.voice_record(job.voice, job.tagged), "frames": frames,
             "duration": round(frames / FPS, 6), "samples": sf.info(str(job.path("wav"))).frames,
             "augmentation": aug}  # fmt: skip
 
@@ -275,7 +287,8 @@ def _check(root: Path, counts: dict[str, int], sample_rate: int, config: dict) -
         )
     if (root / CONFIG_FILE).is_file():
         old = json.loads((root / CONFIG_FILE).read_text())
-        diff = [f"{k}={old.get(k)!r} (not {config[k]!r})" for k in config if old.get(k) != config[k]]
+        keys = [*config, *(k for k in old if k not in config)]  # (a key of other engines counts too)
+        diff = [f"{k}={old.get(k)!r} (not {config.get(k)!r})" for k in keys if old.get(k) != config.get(k)]
         if diff:
             raise SpeechSetError(f"{root} was written with {', '.join(diff)}; pass the same settings to resume "
                                  "it, or choose a new --out.")  # fmt: skip
@@ -313,6 +326,7 @@ def write_speech_set(
     sample_rate: int = 16000,
     augment: bool = True,
     progress: bool = True,
+    engines: str | Sequence[str] = DEFAULT_ENGINES,
 ) -> SpeechSetSummary:
     """Writes the TTS speech set (see the module docstring), or completes one written with the same settings.
 
@@ -325,34 +339,50 @@ def write_speech_set(
         sample_rate: Audio sampling rate of the wav files.
         augment: Degrade the audio at random (reverb, noise, band limit, level); the motion is the same.
         progress: Show a progress bar on stderr.
+        engines: TTS engines that share the sentences, ``"espeak,festival,flite"`` or a sequence of those
+            names (see ``talk.synth.speech_engines``); Festival and Flite are Debian packages.
 
     Raises:
         SpeechSetError: Bad arguments, a folder written with other settings, or espeak-ng not installed.
+        EngineMissingError: Festival or Flite (or all of its voices) is listed but not installed.
     """
     start = time.perf_counter()
     root = Path(out_dir)
     try:
-        accents, variants = tts.voices(), tts.variants()
-        engine = metadata.version("espeakng-loader")  # its espeak-ng build decides the audio
-    except metadata.PackageNotFoundError:  # (an ImportError too) importable but not installed as a package
-        engine = "unknown"
-    except ImportError as e:
-        raise SpeechSetError(str(e).splitlines()[0]) from e
-    config = {"version": VERSION, "seed": seed, "sample_rate": sample_rate, "augment": augment,
-              "espeakng_loader": engine}  # fmt: skip
+        engines = speech_engines.parse_engines(engines)
+    except ValueError as e:
+        raise SpeechSetError(str(e)) from None
+    config: dict = {"version": VERSION, "seed": seed, "sample_rate": sample_rate, "augment": augment}
+    accents, variants = [], []  # (the espeak voices, only looked up when espeak speaks)
+    if "espeak" in engines:
+        try:
+            accents, variants = tts.voices(), tts.variants()
+            engine = metadata.version("espeakng-loader")  # its espeak-ng build decides the audio
+        except metadata.PackageNotFoundError:  # (an ImportError too) importable, not installed as a package
+            engine = "unknown"
+        except ImportError as e:
+            raise SpeechSetError(str(e).splitlines()[0]) from e
+        config["espeakng_loader"] = engine
+    engine_voices = {e: speech_engines.installed_voices(e) for e in engines if e != "espeak"}
+    if engines != DEFAULT_ENGINES:  # (the keys of an espeak-only set stay as they were)
+        config.update(engines=",".join(engines), **speech_engines.engine_config(engines))
     _check(root, {"speakers": speakers, "sentences": sentences, "workers": workers}, sample_rate, config)
     write_text_atomic(root / CONFIG_FILE, json.dumps(config, indent=1, sort_keys=True))
     if not all((root / f).is_file() for f in (MODEL_FILENAME, MASKS_FILENAME, LANDMARKS_FILENAME)):
         write_procedural_face(root, seed=FACE_SEED)  # (kept when resuming: the written motion used it)
     profiles = [make_speaker(seed, i, N_SHAPE) for i in range(speakers)]
-    identities = [speaker_voice(seed, spk, accents, variants) for spk in profiles]
     texts = load_sentences()
-    jobs = []
-    for spk, identity in zip(profiles, identities, strict=True):
+    jobs, speaker_meta, tagged = [], [], engines != DEFAULT_ENGINES
+    for spk in profiles:
+        identity = speaker_voice(seed, spk, accents, variants) if "espeak" in engines else None
+        others = speech_engines.speaker_voices([seed, spk.index, SPEECH_STREAM], spk.sex, engine_voices)
+        speaker_meta.append(speech_engines.speaker_record(spk.to_json(), identity, others))
         for j in range(sentences):
-            voice = sentence_voice(identity, np.random.default_rng([seed, spk.index, j, SPEECH_STREAM, 0]))
+            voice = speech_engines.sentence_voice(  # (None on espeak's turn)
+                [seed, spk.index, SPEECH_STREAM], j, engines, others
+            ) or sentence_voice(identity, np.random.default_rng([seed, spk.index, j, SPEECH_STREAM, 0]))
             text = sentence_text(texts, seed, spk.index, j)
-            jobs.append(_Job(str(root), spk, voice, text, seed, j, sample_rate, augment))
+            jobs.append(_Job(str(root), spk, voice, text, seed, j, sample_rate, augment, tagged))
     threads = torch.get_num_threads()
     try:
         _init_worker(str(root))
@@ -362,7 +392,6 @@ def write_speech_set(
         torch.set_num_threads(threads)
     write_atomic(root / "templates.pkl", lambda f: pickle.dump(templates, f, protocol=2))
     records = [_record(job) for job in jobs]
-    speaker_meta = [{**spk.to_json(), "tts": asdict(v)} for spk, v in zip(profiles, identities, strict=True)]
     meta = {**config, "fps": FPS, "face_seed": FACE_SEED, "speakers": speaker_meta, "sequences": records}
     write_text_atomic(root / META_FILE, json.dumps(meta, indent=1, sort_keys=True))
     write_text_atomic(root / "flame_manifest.jsonl", flame_manifest(records, [spk.name for spk in profiles]))
