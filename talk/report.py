@@ -201,6 +201,33 @@ def format_run_table(runs: list[RunResult]) -> str:
     return _markdown(rows)
 
 
+REAL_SPEECH_COLUMNS = (
+    ("bilabial closure", "bilabial_closure_rate"),
+    ("open-vowel / closure gap", "gap_ratio"),
+    ("gap-phone correlation", "gap_phone_corr"),
+    ("lip speed silence / speech", "silence_speech_lip_speed_ratio"),
+)
+
+
+def format_real_speech(sections: dict[str, dict[str, Any]]) -> str:
+    """Markdown table of ``talk test --lipsync.set`` figures: one row per run (label -> metrics.json section)."""
+    header = ["run", "set", "subject", "bilabials", *[name for name, _ in REAL_SPEECH_COLUMNS]]
+    rows = [header, ["---"] * len(header)]
+    for label, section in sections.items():
+        pooled = section.get("pooled", {})
+        closure = pooled.get("bilabial_closure_rate")
+        cells = []
+        for name, key in REAL_SPEECH_COLUMNS:
+            value = pooled.get(key)
+            text = "" if value is None else f"{value:.2f}"
+            if key == "bilabial_closure_rate" and value is not None:
+                text = f"{pooled.get('bilabials_closed')}/{pooled.get('bilabials_judged')} = {closure:.2f}"
+            cells.append(text)
+        rows.append([label, Path(str(section.get("set", ""))).name, str(section.get("subject", "")),
+                     str(pooled.get("bilabials", "")), *cells])  # fmt: skip
+    return _markdown(rows)
+
+
 def plot_per_sequence(runs: list[RunResult], path: str | Path) -> Path:
     """Box plots of per-sequence LVE and MVE, one box per (run, method), written as a PNG.
 
@@ -269,7 +296,11 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path) -> RunReport:
     out.mkdir(parents=True, exist_ok=True)
     plot = plot_per_sequence(runs, out / PLOT_FILENAME)
     notes = comparison_warnings(runs)
-    lines = ["# talk report", "", format_run_table(runs), "", "## Runs", ""]
+    lines = ["# talk report", "", format_run_table(runs), ""]
+    real = {r.label: r.report["real_speech"] for r in runs if isinstance(r.report.get("real_speech"), dict)}
+    if real:  # talk test --lipsync.set
+        lines += ["## Lip sync on real speech", "", format_real_speech(real), ""]
+    lines += ["## Runs", ""]
     for r in runs:
         regions = r.regions or {}
         lines.append(

@@ -96,6 +96,10 @@ class TalkCLI(LightningCLI):
             from talk.training.dashboard import Dashboard
 
             parser.add_lightning_class_args(Dashboard, "dashboard")
+        if subcommand == "test":  # lip sync on real recordings beside the test split (off unless a set is named)
+            from talk.training.lipsync_callback import RealSpeechLipSync
+
+            parser.add_lightning_class_args(RealSpeechLipSync, "lipsync")
         if subcommand == "predict":
             from talk.training.prediction import PredictionWriter
 
@@ -270,6 +274,8 @@ class TalkCLI(LightningCLI):
             ),
             "metrics": results["metrics"],
         }
+        if "real_speech" in results:  # talk test --lipsync.set: lip sync on real recordings
+            report["real_speech"] = results["real_speech"]
         # the region file the metrics were computed with, by name and hash (image metrics have none)
         if getattr(dm, "has_regions", lambda: False)():
             ids = dm.regions()
@@ -294,6 +300,10 @@ class TalkCLI(LightningCLI):
                 for r in rows:
                     writer.writerow([method, r["name"], r["frames"], *(r[c] for c in columns)])
         print_metrics_table(results["metrics"], title=f"test metrics ({report['dataset']['root']})")
+        if "real_speech" in report:
+            from talk.report import format_real_speech
+
+            print(format_real_speech({"this run": report["real_speech"]}))
         print(f"metrics: {path}")
         print(f"per-sequence metrics: {seq_path}")
 

@@ -180,3 +180,24 @@ def test_bad_manifest_lines_are_user_errors(tmp_path):
         manifest.write_text(text)
         with pytest.raises(UserError, match=match):
             read_eval_set(tmp_path)
+
+
+def test_talk_test_measures_real_speech_beside_the_test_split_and_talk_report_shows_it(
+    lm_ckpt, synth_root, tmp_path
+):
+    from tests.talk.clitools import small_overrides
+
+    run = tmp_path / "run"
+    from tests.talk.clitools import ROOT
+
+    talk("test", "-c", str(ROOT / "experiments/synthetic/lm.yaml"), *small_overrides(synth_root, run), "--trainer.logger=false",
+         f"--ckpt_path={lm_ckpt}", f"--lipsync.set={_two_utterances(tmp_path)}", cwd=tmp_path)  # fmt: skip
+    report = json.loads((run / "metrics.json").read_text())
+    section = report["real_speech"]
+    figures = json.loads((run / "lipsync.json").read_text())
+    assert section["pooled"] == figures["pooled"] and section["pooled"]["bilabials"] == 4
+    assert section["subject"] == figures["subject"] and "model" in report["metrics"]
+    proc = talk("report", str(run), "--out", str(tmp_path / "report"), cwd=tmp_path)
+    assert "## Lip sync on real speech" in proc.stdout
+    rate = section["pooled"]["bilabial_closure_rate"]
+    assert f"{section['pooled']['bilabials_closed']}/{section['pooled']['bilabials_judged']} = {rate:.2f}" in proc.stdout
