@@ -17,6 +17,7 @@ from audio.io import (
     load_audio,
 )
 from audio.mel import MelEncoder
+from audio.phone_encoder import PhoneEncoder
 from audio.streaming import StreamingEncoder, StreamingError, concat_features
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "FeatureCacheError",
     "HFSpeechEncoder",
     "MelEncoder",
+    "PhoneEncoder",
     "NonFiniteAudioError",
     "SpeechEncoderLoadError",
     "StreamingEncoder",

@@ -69,7 +69,7 @@ def test_fast_dev_run_every_config(config, synth_root, tmp_path, request):
         data = coefficient_overrides(kind, synth_root, tmp_path, face_model="face_model:" in text)
     elif config.name.startswith("portrait"):  # the image-space generator: a tiny synthetic portrait set
         data = portrait_overrides(request.getfixturevalue("portrait_root"), tmp_path)
-    elif config.parent.name == "synthetic":
+    elif config.parent.name in ("synthetic", "speech"):  # the speech set has the synthetic set's layout
         data = small_overrides(synth_root, tmp_path)
     else:  # real-dataset configs: miniature replicas of their layouts, a local tiny model for the hub name
         data = [*_dataset_overrides(config, tmp_path), f"--trainer.default_root_dir={tmp_path}"]
@@ -79,7 +79,7 @@ def test_fast_dev_run_every_config(config, synth_root, tmp_path, request):
             f"--model.init_args.audio_encoder.init_args.name_or_path={request.getfixturevalue('tiny_wav2vec2')}"
         )
     if "tokenizer_checkpoint" in text:
-        if config.parent.name == "synthetic" and kind is None:
+        if config.parent.name in ("synthetic", "speech") and kind is None:
             tokenizer = request.getfixturevalue("flame_tokenizer_ckpt" if flame else "tokenizer_ckpt")
         else:  # a tokenizer of the same dataset: its motion size must match
             stage1 = config.parent / ("tokenizer.yaml" if kind is None else f"{kind}_tokenizer.yaml")
