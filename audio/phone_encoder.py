@@ -30,7 +30,6 @@ HOP = 160  # the acoustic model's frame shift at 16 kHz (100 frames/s)
 _WINDOW = 410  # its window (0.025625 s)
 _LEFT = _WINDOW // 2 - HOP // 2  # 125: pads so that 100 Hz frame j is centred on sample j * 160 + 80
 _FLOOR = -30.0  # log-posterior floor (nats): below it a phone is simply absent
-_CACHE_ITEMS = 4096
 
 
 class AcousticModelMismatchError(UserError):
@@ -62,8 +61,8 @@ class PhoneEncoder(AudioEncoder):
     stride 2) brings the frames to 50 Hz, ``num_layers - 1`` residual Conv1d layers (``kernel_size``, same padding,
     GELU, dropout) and a LayerNorm follow; padded frames are zeroed before every convolution.
 
-    The frozen part's output for a waveform is memoised (up to 4096 utterances, keyed by the waveform's bytes):
-    epochs after the first re-use it.
+    The frozen part's output for a waveform is memoised (``memo`` utterances, 4096 by default, keyed by the
+    waveform's bytes): epochs after the first re-use it.
 
     Args:
         output_dim: Feature size D of the output.
@@ -71,6 +70,7 @@ class PhoneEncoder(AudioEncoder):
         kernel_size: Temporal kernel of the residual layers (odd).
         dropout: Dropout after each layer (training only).
         model_dir: Folder of the Sphinx acoustic model; None: the one inside the installed pocketsphinx wheel.
+        memo: Utterances whose frozen features are memoised (0: none, e.g. to time the encoder).
     """
 
     sample_rate = 16000
@@ -83,6 +83,7 @@ class PhoneEncoder(AudioEncoder):
         kernel_size: int = 3,
         dropout: float = 0.1,
         model_dir: str | None = None,
+        memo: int = 4096,
     ) -> None:
         super().__init__()
         for name, value in (("output_dim", output_dim), ("num_layers", num_layers), ("kernel_size", kernel_size)):
@@ -110,6 +111,7 @@ class PhoneEncoder(AudioEncoder):
         )
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(output_dim)
+        self.memo = int(memo)
         self._memo: OrderedDict[bytes, Tensor] = OrderedDict()
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
@@ -147,9 +149,10 @@ class PhoneEncoder(AudioEncoder):
         feats = self.acoustic.features(padded)[:n]  # [n, 39]: CMN'd cepstra first
         post = self.acoustic.phone_log_posteriors_from_features(feats).float().clamp(min=_FLOOR) / 10.0
         out = torch.cat([post, feats[:, :1].float() / 5.0], dim=1)
-        self._memo[key] = out
-        if len(self._memo) > _CACHE_ITEMS:
-            self._memo.popitem(last=False)
+        if self.memo > 0:
+            self._memo[key] = out
+            if len(self._memo) > self.memo:
+                self._memo.popitem(last=False)
         return out
 
     def forward(self, wav: Tensor, lengths: Tensor | None = None) -> AudioFeatures:

@@ -1,8 +1,9 @@
 """Audio front-end speed: offline encoding, the feature cache's second epoch, and streaming overhead.
 
 Encoders: a randomly initialised wav2vec2-base-sized model (transformers ``Wav2Vec2Config()`` defaults: 12
-layers, hidden 768, 95M parameters; built offline from the config, no download) and the default
-``MelEncoder``. Run: ``python benchmarks/audio.py`` (about 2-3 minutes on 2 CPU threads). Figures are wall-clock
+layers, hidden 768, 95M parameters; built offline from the config, no download), the default ``MelEncoder``
+and ``PhoneEncoder`` (the real-voice default's: phone posteriors of the Sphinx acoustic model + its Conv1d
+stack, memo off so every call computes). Run: ``python benchmarks/audio.py`` (about 2-3 minutes on 2 CPU threads). Figures are wall-clock
 seconds (best of ``--repeats`` for runs under a second, otherwise a single run after a warm-up call). The
 timings assume an otherwise idle machine: on a busy one, OpenMP threads spin-waiting for a core slow small ops
 down by 10x or more (compare ``--threads 1``).
@@ -56,6 +57,12 @@ def timed(fn: Callable[[], object], repeats: int) -> float:
 def build_encoders(skip_wav2vec2: bool) -> dict[str, AudioEncoder]:
     torch.manual_seed(0)
     encoders: dict[str, AudioEncoder] = {"mel": MelEncoder().requires_grad_(False).eval()}
+    try:
+        from audio.phone_encoder import PhoneEncoder
+
+        encoders["phones"] = PhoneEncoder(memo=0).requires_grad_(False).eval()
+    except ImportError as err:  # pocketsphinx (its acoustic model) not installed
+        print(f"PhoneEncoder skipped: {err}")
     if not skip_wav2vec2:
         import transformers
 
@@ -115,14 +122,15 @@ def bench_offline_and_cache(
 
 
 def bench_streaming(
-    name: str, enc: AudioEncoder, seconds: float, chunk: float, context: float | None
+    name: str, enc: AudioEncoder, seconds: float, chunk: float, context: float | None,
+    lookahead: float | None = None,
 ) -> None:
     wav = speechlike(seconds, seed=1)
     with torch.no_grad():
         start = time.perf_counter()
         offline = enc(wav[None]).x
         offline_s = time.perf_counter() - start
-    stream = StreamingEncoder(enc, chunk_seconds=chunk, left_context_seconds=context)
+    stream = StreamingEncoder(enc, chunk_seconds=chunk, left_context_seconds=context, lookahead_seconds=lookahead)
     step = stream.chunk_samples
     per_chunk: list[float] = []
     parts = []
@@ -166,6 +174,8 @@ def main() -> None:
         )
         bench_streaming("mel", encoders["mel"], 60.0, 0.2, None)
         bench_streaming("mel", encoders["mel"], 60.0, 0.2, 2.0)
+        if "phones" in encoders:  # batch CMN over each window: an approximation of offline, measured here
+            bench_streaming("phones", encoders["phones"], 10.0, 0.2, 2.0, lookahead=0.2)
         if "wav2vec2-base" in encoders:
             bench_streaming("wav2vec2-base", encoders["wav2vec2-base"], 10.0, 0.2, 2.0)
             bench_streaming("wav2vec2-base", encoders["wav2vec2-base"], 10.0, 0.5, 1.0)
