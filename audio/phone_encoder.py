@@ -138,8 +138,8 @@ class PhoneEncoder(AudioEncoder):
         if n == 0:
             return torch.zeros(0, self.input_dim)
         samples = wav.detach().float().cpu()
-        key = hashlib.blake2b(samples.numpy().tobytes(), digest_size=16).digest()
-        hit = self._memo.get(key)
+        key = hashlib.blake2b(samples.numpy().tobytes(), digest_size=16).digest() if self.memo > 0 else b""
+        hit = self._memo.get(key) if self.memo > 0 else None
         if hit is not None:
             self._memo.move_to_end(key)
             return hit

@@ -3,7 +3,7 @@
 Frame-level phone posteriors from an acoustic model trained on real human speech, as a frozen speech front end:
 ``SphinxAcousticModel.load()`` -> ``features(wav)`` ``[T, 39]``, ``senone_scores(wav)`` ``[T, 5126]``,
 ``phone_log_posteriors(wav)`` ``[T, 42]`` at 100 frames per second. Pure numpy/torch; the model files are read from
-the installed ``pocketsphinx`` wheel (``pip install 'talk[speech]'``), which is never imported.
+the installed ``pocketsphinx`` wheel (a core dependency of talk), which is never imported.
 """
 
 from audio.sphinx.frontend import SphinxFrontEnd, add_deltas, batch_cmn, to_pcm16
