@@ -17,7 +17,7 @@ from audio.io import (
     load_audio,
 )
 from audio.mel import MelEncoder
-from audio.phone_encoder import PhoneEncoder
+from audio.phone_encoder import PhoneEncoder, PhonePosteriors
 from audio.streaming import StreamingEncoder, StreamingError, concat_features
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "HFSpeechEncoder",
     "MelEncoder",
     "PhoneEncoder",
+    "PhonePosteriors",
     "NonFiniteAudioError",
     "SpeechEncoderLoadError",
     "StreamingEncoder",

@@ -24,7 +24,7 @@ from audio.encoder import AudioEncoder
 from audio.features import AudioFeatures
 from talk.errors import UserError
 
-__all__ = ["PhoneEncoder", "AcousticModelMismatchError"]
+__all__ = ["PhoneEncoder", "PhonePosteriors", "AcousticModelMismatchError"]
 
 HOP = 160  # the acoustic model's frame shift at 16 kHz (100 frames/s)
 _WINDOW = 410  # its window (0.025625 s)
@@ -44,7 +44,100 @@ def _model_fingerprint(model_dir: Path) -> Tensor:
     return torch.tensor(list(digest.digest()[:8]), dtype=torch.uint8)
 
 
-class PhoneEncoder(AudioEncoder):
+class PhonePosteriors(AudioEncoder):
+    """The frozen part of :class:`PhoneEncoder` on its own: 43 acoustic values per 10 ms frame, 100 frames/s.
+
+    Frames (exact): ``num_frames(N) = N // 160``; frame ``j`` is the acoustic model's 25.6 ms window centred on
+    sample ``160 j + 80`` (the waveform is reflected at its ends). Per frame: the 42 phone log-posteriors of
+    :class:`~audio.sphinx.SphinxAcousticModel` (equal phone priors, floored at -30 nats, divided by 10) and the
+    c0 cepstrum after cepstral mean normalisation, divided by 5 (see :class:`PhoneEncoder`). No learned weights:
+    the features a phone decoder reads (:class:`talk.pipeline.phonetic.PhoneticGenerator`). Each batch row is
+    encoded alone over its valid samples; the output for a waveform is memoised (``memo`` utterances).
+
+    Args:
+        model_dir: Folder of the Sphinx acoustic model; None: the one inside the installed pocketsphinx wheel.
+        memo: Utterances whose features are memoised (0: none).
+    """
+
+    sample_rate = 16000
+    frame_rate = 100.0
+
+    def __init__(self, model_dir: str | None = None, memo: int = 4096) -> None:
+        super().__init__()
+        self._init_acoustic(model_dir, memo)
+        self.output_dim = self.input_dim
+        self.hop_length = HOP
+
+    def _init_acoustic(self, model_dir: str | None, memo: int) -> None:
+        from audio.sphinx.model_io import default_model_dir
+        from audio.sphinx.scorer import SphinxAcousticModel
+
+        directory = default_model_dir() if model_dir is None else Path(model_dir)
+        # frozen, non-persistent buffers; equal priors per phone: silence is not drowned by phones with many states
+        self.acoustic = SphinxAcousticModel.load(directory, equal_phone_priors=True)
+        self.register_buffer("acoustic_fingerprint", _model_fingerprint(directory))
+        self.phones = self.acoustic.phones
+        self.input_dim = len(self.phones) + 1
+        self.memo = int(memo)
+        self._memo: OrderedDict[bytes, Tensor] = OrderedDict()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:  # fmt: skip
+        stored = state_dict.get(prefix + "acoustic_fingerprint")
+        if stored is not None and not torch.equal(stored.cpu(), self.acoustic_fingerprint.cpu()):
+            raise AcousticModelMismatchError(
+                "this checkpoint's PhoneEncoder was trained with another Sphinx acoustic model than the one "
+                "installed; install the pocketsphinx version it was trained with (pip install 'pocketsphinx>=5,<6') "
+                "or pass its model folder as audio_encoder.init_args.model_dir"
+            )
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+
+    def num_frames(self, num_samples: int) -> int:
+        """``num_samples // 160``: one frame per complete 10 ms hop."""
+        return max(int(num_samples), 0) // HOP
+
+    def _fine_frames(self, num_samples: int) -> int:
+        """100 Hz acoustic frames computed for ``num_samples`` samples."""
+        return self.num_frames(num_samples)
+
+    @torch.no_grad()
+    def frame_features(self, wav: Tensor) -> Tensor:
+        """The frozen features of one unpadded waveform ``[N]``: ``[n, 43]`` at 100 Hz (class docstrings)."""
+        n = self._fine_frames(wav.shape[0])
+        if n == 0:
+            return torch.zeros(0, self.input_dim)
+        samples = wav.detach().float().cpu()
+        key = hashlib.blake2b(samples.numpy().tobytes(), digest_size=16).digest() if self.memo > 0 else b""
+        hit = self._memo.get(key) if self.memo > 0 else None
+        if hit is not None:
+            self._memo.move_to_end(key)
+            return hit
+        right = _WINDOW + HOP  # enough that the acoustic model yields at least n frames
+        padded = F.pad(samples[None, None], (_LEFT, right), mode="reflect" if len(samples) > right else "replicate")
+        padded = padded[0, 0]
+        feats = self.acoustic.features(padded)[:n]  # [n, 39]: CMN'd cepstra first
+        post = self.acoustic.phone_log_posteriors_from_features(feats).float().clamp(min=_FLOOR) / 10.0
+        out = torch.cat([post, feats[:, :1].float() / 5.0], dim=1)
+        if self.memo > 0:
+            self._memo[key] = out
+            if len(self._memo) > self.memo:
+                self._memo.popitem(last=False)
+        return out
+
+    def forward(self, wav: Tensor, lengths: Tensor | None = None) -> AudioFeatures:
+        """``AudioFeatures(x [B, N // 160, 43], mask, 100 Hz)`` of waveforms ``[B, N]`` at 16 kHz (padded frames
+        zeroed)."""
+        wav, lengths = self._check_input(wav, lengths)
+        t = self.num_frames(wav.shape[1])
+        x = wav.new_zeros(wav.shape[0], t, self.input_dim, dtype=torch.float32)
+        for b in range(wav.shape[0]):
+            rows = self.frame_features(wav[b, : int(lengths[b])])
+            x[b, : len(rows)] = rows.to(x)
+        return AudioFeatures(x=x, mask=self._frame_mask(lengths, t), frame_rate=self.frame_rate)
+
+class PhoneEncoder(PhonePosteriors):
     """Frozen acoustic-model phone posteriors + a learned Conv1d stack, 50 frames/s.
 
     Frames (exact): ``num_frames(N) = N // 320``. Output frame m covers the 20 ms hop ``[320 m, 320 m + 320)``: it
@@ -85,7 +178,6 @@ class PhoneEncoder(AudioEncoder):
         model_dir: str | None = None,
         memo: int = 4096,
     ) -> None:
-        super().__init__()
         for name, value in (("output_dim", output_dim), ("num_layers", num_layers), ("kernel_size", kernel_size)):
             if int(value) != value or value < 1:
                 raise ValueError(f"PhoneEncoder argument {name} must be a positive integer, got {value!r}.")
@@ -93,15 +185,8 @@ class PhoneEncoder(AudioEncoder):
             raise ValueError(f"PhoneEncoder kernel_size must be odd for symmetric 'same' padding, got {kernel_size}.")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"PhoneEncoder dropout must lie in [0, 1), got {dropout}.")
-        from audio.sphinx.model_io import default_model_dir
-        from audio.sphinx.scorer import SphinxAcousticModel
-
-        directory = default_model_dir() if model_dir is None else Path(model_dir)
-        # frozen, non-persistent buffers; equal priors per phone: silence is not drowned by phones with many states
-        self.acoustic = SphinxAcousticModel.load(directory, equal_phone_priors=True)
-        self.register_buffer("acoustic_fingerprint", _model_fingerprint(directory))
-        self.phones = self.acoustic.phones
-        self.input_dim = len(self.phones) + 1
+        AudioEncoder.__init__(self)
+        self._init_acoustic(model_dir, memo)
         self.output_dim = int(output_dim)
         self.hop_length = 2 * HOP
         self.first = nn.Conv1d(self.input_dim, output_dim, kernel_size=4, stride=2, padding=1)
@@ -111,49 +196,13 @@ class PhoneEncoder(AudioEncoder):
         )
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(output_dim)
-        self.memo = int(memo)
-        self._memo: OrderedDict[bytes, Tensor] = OrderedDict()
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                              error_msgs) -> None:  # fmt: skip
-        stored = state_dict.get(prefix + "acoustic_fingerprint")
-        if stored is not None and not torch.equal(stored.cpu(), self.acoustic_fingerprint.cpu()):
-            raise AcousticModelMismatchError(
-                "this checkpoint's PhoneEncoder was trained with another Sphinx acoustic model than the one "
-                "installed; install the pocketsphinx version it was trained with (pip install 'pocketsphinx>=5,<6') "
-                "or pass its model folder as audio_encoder.init_args.model_dir"
-            )
-        super()._load_from_state_dict(
-            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
-        )
 
     def num_frames(self, num_samples: int) -> int:
         """``num_samples // 320``: one frame per complete 20 ms hop (see the class docstring)."""
         return max(int(num_samples), 0) // self.hop_length
 
-    @torch.no_grad()
-    def frame_features(self, wav: Tensor) -> Tensor:
-        """The frozen part for one unpadded waveform ``[N]``: ``[2 * num_frames(N), 43]`` at 100 Hz (docstring)."""
-        n = 2 * self.num_frames(wav.shape[0])
-        if n == 0:
-            return torch.zeros(0, self.input_dim)
-        samples = wav.detach().float().cpu()
-        key = hashlib.blake2b(samples.numpy().tobytes(), digest_size=16).digest() if self.memo > 0 else b""
-        hit = self._memo.get(key) if self.memo > 0 else None
-        if hit is not None:
-            self._memo.move_to_end(key)
-            return hit
-        right = _WINDOW + HOP  # enough that the acoustic model yields at least n frames
-        padded = F.pad(samples[None, None], (_LEFT, right), mode="reflect" if len(samples) > right else "replicate")
-        padded = padded[0, 0]
-        feats = self.acoustic.features(padded)[:n]  # [n, 39]: CMN'd cepstra first
-        post = self.acoustic.phone_log_posteriors_from_features(feats).float().clamp(min=_FLOOR) / 10.0
-        out = torch.cat([post, feats[:, :1].float() / 5.0], dim=1)
-        if self.memo > 0:
-            self._memo[key] = out
-            if len(self._memo) > self.memo:
-                self._memo.popitem(last=False)
-        return out
+    def _fine_frames(self, num_samples: int) -> int:
+        return 2 * self.num_frames(num_samples)
 
     def forward(self, wav: Tensor, lengths: Tensor | None = None) -> AudioFeatures:
         """Encode waveforms.
