@@ -1,13 +1,18 @@
-"""``make demo``: the whole path on the embedded synthetic dataset, with the real commands printed as they run.
+"""``make demo``: the whole path from data to video, with the real commands printed as they run.
 
-1. ``talk data synth`` writes the synthetic talking-face dataset (skipped when it is already there),
-2. ``talk fit`` trains a model: by default the flagship (RVQ motion tokenizer, then the audio-conditioned MotionLM
-   over its tokens; it beats the regression baseline on the synthetic test split), about 13 minutes on 2 CPU
-   cores; ``--model baseline`` (``make demo-baseline``) trains the FaceFormer-style regression baseline instead,
-   about 3 minutes,
-3. ``talk test`` evaluates it against the static-template baseline and writes ``metrics.json``,
-4. ``talk animate`` renders a held-out synthetic sentence and a real human recording (CMU ARCTIC) to mp4; the
-   flagship also streams the human recording (``--stream``) and prints its latency.
+By default (``--model phonetic``) the model that ships with talk, for real voices, about 3 minutes on 2 CPU cores:
+
+1. ``talk data speech`` writes the TTS speech set with exact phone labels (espeak-ng, plus the Festival and Flite
+   voices when they are installed: ``make speech-engines``); skipped when it is already there,
+2. ``talk fit -c experiments/speech/phonetic.yaml`` trains the phone classifier of the phonetic generator,
+3. ``talk test --lipsync.set default`` scores it on the held-out TTS speakers and on the bundled real recordings
+   (``metrics.json``: vertex metrics and ``real_speech`` lip sync),
+4. ``talk export`` writes the inference file (``talk/pretrained/default.pt`` is this file),
+5. ``talk animate`` renders a held-out TTS sentence and a real human recording (CMU ARCTIC) to mp4.
+
+``--model flagship`` (``make demo-flagship``) trains the RVQ tokenizer + MotionLM on the synthetic dataset
+(``talk data synth``), about 13 minutes, and also streams the human recording (``--stream``);
+``--model baseline`` (``make demo-baseline``) the FaceFormer-style regression baseline there, about 3 minutes.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ RUN = Path("outputs/synthetic/faceformer")
 TOKENIZER_RUN = Path("outputs/synthetic/tokenizer")
 LM_RUN = Path("outputs/synthetic/lm")
 OUT = Path("outputs/demo")
+SPEECH_DATA = Path("data/speech")
+PHONETIC_CONFIG = "experiments/speech/phonetic.yaml"
+PHONETIC_RUN = Path("outputs/speech/phonetic")
 SPEECH = ROOT / "assets" / "speech" / "arctic_a0009.wav"
 
 
@@ -43,18 +51,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override trainer.max_epochs")
     parser.add_argument(
         "--model",
-        choices=["flagship", "baseline"],
-        default="flagship",
-        help="flagship (RVQ tokenizer + MotionLM, the default) or baseline (regression, quicker to train)",
+        choices=["phonetic", "flagship", "baseline"],
+        default="phonetic",
+        help="phonetic (the shipped default for real voices), flagship (RVQ tokenizer + MotionLM on the synthetic "
+        "set) or baseline (regression on the synthetic set)",
     )
     args = parser.parse_args(argv)
     model = args.model
     start = time.perf_counter()
+    epochs = [] if args.epochs is None else ["--trainer.max_epochs", str(args.epochs)]
+    if model == "phonetic":
+        _phonetic(epochs, start)
+        return
     if not (DATA / "synth_meta.json").is_file():
         _run(["data", "synth", "--out", str(DATA)])
     else:
         print(f"\nusing the synthetic dataset already in {DATA}")
-    epochs = [] if args.epochs is None else ["--trainer.max_epochs", str(args.epochs)]
     if model == "flagship":
         _run(["fit", "-c", TOKENIZER_CONFIG, *epochs])
         tokenizer = TOKENIZER_RUN / "checkpoints" / "best.ckpt"
@@ -97,6 +109,44 @@ def main(argv: list[str] | None = None) -> None:
         f"  metrics:      {run / 'metrics.json'}  (LVE {lve_model:.3e} vs static template {lve_static:.3e} m^2)"
     )
     print(f"  logs:         {run / 'logs'} (CSV), {run / 'wandb'} (offline; `wandb sync` uploads)")
+    for v in videos:
+        print(f"  video:        {v}")
+
+
+def _phonetic(epochs: list[str], start: float) -> None:
+    """``make demo``'s default path (module docstring)."""
+    import yaml
+
+    from talk.synth.speech_engines import installed_voices
+
+    if not (SPEECH_DATA / "speech_meta.json").is_file():
+        engines = ["espeak", *(e for e in ("festival", "flite") if installed_voices(e))]
+        _run(["data", "speech", "--out", str(SPEECH_DATA), "--engines", ",".join(engines)])
+    else:
+        print(f"\nusing the speech set already in {SPEECH_DATA}")
+    _run(["fit", "-c", PHONETIC_CONFIG, *epochs])
+    best = PHONETIC_RUN / "checkpoints" / "best.ckpt"
+    if not best.is_file():
+        best = PHONETIC_RUN / "checkpoints" / "last.ckpt"
+    _run(["test", "-c", PHONETIC_CONFIG, "--ckpt_path", str(best), "--lipsync.set", "default"])
+    exported = OUT / "phonetic.pt"
+    _run(["export", "--checkpoint", str(best), "--output", str(exported), "--overwrite", "true"])
+    data_args = yaml.safe_load((ROOT / PHONETIC_CONFIG).read_text())["data"]["init_args"]
+    subject = data_args["test_subjects"][0]
+    held_out = SPEECH_DATA / "wav" / f"{subject}_sentence{data_args['test_sentences'][0]:02d}.wav"
+    videos = [OUT / f"tts_{held_out.stem}.mp4", OUT / f"human_{SPEECH.stem}.mp4"]
+    _run(["animate", "--audio", str(held_out), "--checkpoint", str(exported), "--output", str(videos[0]),
+          "--subject", subject, "--overwrite", "true"])  # fmt: skip
+    _run(["animate", "--audio", str(SPEECH), "--checkpoint", str(exported), "--output", str(videos[1]),
+          "--overwrite", "true"])  # fmt: skip
+    report = json.loads((PHONETIC_RUN / "metrics.json").read_text())
+    real = report.get("real_speech", {}).get("pooled", {})
+    print(f"\ndemo finished in {time.perf_counter() - start:.0f} s")
+    print(f"  dataset:      {SPEECH_DATA}/ (TTS speech, phones/*.lab)")
+    print(f"  checkpoint:   {best}; inference file {exported}")
+    print(f"  metrics:      {PHONETIC_RUN / 'metrics.json'}  (LVE {report['metrics']['model']['lve_mm']:.3f} mm "
+          f"on held-out TTS speakers; bilabial closure on real speech "
+          f"{real.get('bilabials_closed', '?')}/{real.get('bilabials_judged', '?')})")  # fmt: skip
     for v in videos:
         print(f"  video:        {v}")
 

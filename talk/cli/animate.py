@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 
 def animate(
     audio: Path,
-    checkpoint: Path,
-    output: Path,
+    checkpoint: Path | None = None,
+    output: Path | None = None,
     subject: str | None = None,
     size: int = 512,
     view: Literal["front", "three_quarter"] = "front",
@@ -42,8 +42,9 @@ def animate(
 
     Args:
         audio: Input speech (wav, flac, ogg, mp3; any rate, any channels).
-        checkpoint: Checkpoint written by `talk fit`, or a file written by `talk export`.
-        output: Output .mp4.
+        checkpoint: Checkpoint written by `talk fit`, or a file written by `talk export` (default: the model that
+            ships with talk, talk/pretrained/default.pt: experiments/speech/phonetic.yaml, for any English voice).
+        output: Output .mp4 (default: the audio file's name with .mp4, in the current folder).
         subject: Subject whose template and style drive the face (default: the subject named in the
             --ground-truth file's name, else the first training subject).
         size: Frame width and height in pixels.
@@ -81,6 +82,7 @@ def animate(
     """
     from talk.errors import UserError
 
+    checkpoint, output = _defaults(Path(audio), checkpoint, output)
     try:
         colour = tuple(float(c) for c in str(background).strip("()[] ").split(","))
     except ValueError:
@@ -219,6 +221,27 @@ def _render_process(wanted: bool) -> Iterator[RenderWorker | None]:
 
     with RenderWorker.start() as worker:
         yield worker
+
+
+def _defaults(audio: Path, checkpoint: Path | None, output: Path | None) -> tuple[Path, Path]:
+    """``--checkpoint`` defaults to the shipped model, ``--output`` to ``<audio name>.mp4`` in the current folder."""
+    from talk.errors import UserError
+
+    if checkpoint is None:
+        from talk.pretrained import DEFAULT_MODEL
+
+        if not DEFAULT_MODEL.is_file():
+            raise UserError(
+                f"the default model {DEFAULT_MODEL} is missing from this installation; reinstall talk, or pass "
+                "--checkpoint with a model you trained (talk fit)."
+            )
+        checkpoint = DEFAULT_MODEL
+    if output is None:
+        output = Path(audio.stem + ".mp4")
+        if output.resolve() == audio.resolve():
+            raise UserError(f"--audio {audio} is itself an .mp4 here; name the video to write with --output.")
+        print(f"output: {output}")
+    return checkpoint, output
 
 
 def _check_paths(

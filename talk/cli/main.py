@@ -34,7 +34,7 @@ commands:
                                            talk data vocaset --raw VOCASET_DOWNLOAD --out data/vocaset
   report     compare test runs:            talk report RUN_DIR [RUN_DIR ...] --out report
   lipsync    lip sync on real speech:      talk lipsync --checkpoint CKPT --out lipsync
-  animate    wav -> mp4 of a talking face: talk animate --audio in.wav --checkpoint CKPT --output out.mp4
+  animate    wav -> mp4 of a talking face: talk animate --audio in.wav [--checkpoint CKPT] [--output out.mp4]
   export     checkpoint -> inference file: talk export --checkpoint CKPT --output model.pt
   track      talking videos -> training data: talk track VIDEO_OR_FOLDER [...] --out data/tracked
   rig        a rig's targets as a PNG:     talk rig preview --out sheet.png [--rig avatar.glb]

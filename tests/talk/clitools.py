@@ -11,6 +11,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONWARNINGS": "ignore"}
 
@@ -108,3 +110,22 @@ def portrait_overrides(root: Path, run: Path) -> list[str]:
     """Overrides of experiments/synthetic/portrait.yaml for a tiny portrait set at ``root`` (32x32 frames)."""
     return [f"--data.init_args.root={root}", "--data.init_args.size=32", "--data.init_args.batch_size=2",
             "--data.init_args.num_workers=0", f"--trainer.default_root_dir={run}"]  # fmt: skip
+
+
+def phonetic_overrides(root: Path, run: Path) -> list[str]:
+    """Overrides of experiments/speech/phonetic.yaml for the synthetic set at ``root``: its face model, and phone
+    labels (``<run>/phones/<name>.lab``: a pause, then /aa/ /b/ /m/ in turn every 0.1 s, then a pause) standing in
+    for the speech set's labels."""
+    import soundfile as sf
+
+    phones = run / "phones"
+    phones.mkdir(parents=True, exist_ok=True)
+    for wav in sorted((root / "wav").glob("*.wav")):
+        duration = sf.info(str(wav)).duration
+        cuts = [0.0, *np.arange(0.1, duration - 0.1, 0.1), duration]
+        labels = ["sil", *(("AA", "B", "M")[i % 3] for i in range(len(cuts) - 3)), "sil"]
+        (phones / f"{wav.stem}.lab").write_text(
+            "".join(f"{a:.3f} {b:.3f} {p}\n" for a, b, p in zip(cuts, cuts[1:], labels))
+        )
+    return [*small_overrides(root, run), f"--model.init_args.phones_dir={phones}",
+            f"--model.init_args.face_model.init_args.model_path={root / 'face_model.pkl'}"]  # fmt: skip

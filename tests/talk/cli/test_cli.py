@@ -13,6 +13,7 @@ from tests.talk.clitools import (
     ROOT,
     coefficient_overrides,
     flame_overrides,
+    phonetic_overrides,
     portrait_overrides,
     small_overrides,
     talk,
@@ -69,6 +70,8 @@ def test_fast_dev_run_every_config(config, synth_root, tmp_path, request):
         data = coefficient_overrides(kind, synth_root, tmp_path, face_model="face_model:" in text)
     elif config.name.startswith("portrait"):  # the image-space generator: a tiny synthetic portrait set
         data = portrait_overrides(request.getfixturevalue("portrait_root"), tmp_path)
+    elif "PhoneticModule" in text:  # trains on phone labels
+        data = phonetic_overrides(synth_root, tmp_path)
     elif config.parent.name in ("synthetic", "speech"):  # the speech set has the synthetic set's layout
         data = small_overrides(synth_root, tmp_path)
     else:  # real-dataset configs: miniature replicas of their layouts, a local tiny model for the hub name
