@@ -37,8 +37,8 @@ speech-engines:
 demo: setup
 	$(PY) -m talk.demo
 
-# `make demo` trains the flagship (RVQ tokenizer + MotionLM, ~13 min on 2 CPU cores); demo-flagship is the same.
-# demo-baseline trains the FaceFormer-style regression baseline instead (~3 min).
+# `make demo` trains the phonetic default for real voices (~2 min on 2 CPU cores, data included); demo-flagship
+# trains the RVQ tokenizer + MotionLM (~13 min), demo-baseline the FaceFormer-style regression baseline (~3 min).
 demo-flagship: setup
 	$(PY) -m talk.demo --model flagship
 
