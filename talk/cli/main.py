@@ -84,6 +84,12 @@ def _data_command(argv: list[str]) -> None:
         default="espeak",
         help="comma-separated TTS engines that share the sentences: espeak, festival, flite (default espeak)",
     )
+    speech.add_argument(
+        "--recordings",
+        default=None,
+        help="also add real recordings: a folder of <name>.wav with <name>.lab phone labels or <name>.txt "
+        "transcripts (force-aligned), each animated as the next sentence of a training speaker",
+    )
     portraits = sub.add_parser(
         "portraits",
         help="write the synthetic portrait-video set (training data of the portrait generator)",
@@ -146,6 +152,11 @@ def _data_command(argv: list[str]) -> None:
             f"{done.n_sequences} sequences ({done.total_seconds:.0f} s of speech) from {len(done.subjects)} "
             f"speakers in {done.out_dir} ({done.written} written now) in {done.elapsed_seconds:.1f} s"
         )
+        if args.recordings is not None:
+            from talk.synth.recordings import add_recordings
+
+            added = add_recordings(args.out, args.recordings)
+            print(f"recordings from {args.recordings} added to {args.out} ({added} written now)")
     elif args.command == "synth":
         from talk.synth import synthesize_dataset
 

@@ -264,6 +264,13 @@ def read_lab(path: str | Path, stress: bool = False) -> list[Phone]:
     return phones
 
 
+def write_lab(path: str | Path, phones: Sequence[Phone]) -> None:
+    """Writes ``start end phone`` lines in seconds, atomically (:func:`read_lab` reads them)."""
+    from talk.files import write_text_atomic
+
+    write_text_atomic(Path(path), "".join(f"{p.start:.6f} {p.end:.6f} {p.label}\n" for p in phones))
+
+
 def to_utterance(
     phones: Sequence[Phone], duration: float, fps: int = 60, min_pause: float = 0.04
 ) -> Utterance:

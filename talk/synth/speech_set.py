@@ -52,7 +52,7 @@ from talk.files import atomic_write, write_atomic, write_text_atomic
 from talk.synth import speech_engines, tts
 from talk.synth.augment import apply_augmentation, draw_augmentation
 from talk.synth.face import calibrate_lip_contact, lip_pairs, load_face
-from talk.synth.phones import Phone, fill_silence, to_utterance
+from talk.synth.phones import Phone, fill_silence, to_utterance, write_lab
 from talk.synth.speakers import SpeakerProfile, make_speaker
 from talk.synth.speech_engines import DEFAULT_ENGINES, EngineVoice
 from talk.synth.writer import (
@@ -174,11 +174,6 @@ def speak_sentence(
     shift = n_lead / sample_rate
     shifted = [Phone(p.label, p.start + shift, p.end + shift) for p in spoken.phones]
     return SpokenSentence(fill_silence(shifted, n / sample_rate), audio, sample_rate)
-
-
-def write_lab(path: Path, phones: list[Phone]) -> None:
-    """Writes ``start end phone`` lines in seconds (``talk.synth.phones.read_lab`` reads them)."""
-    write_text_atomic(path, "".join(f"{p.start:.6f} {p.end:.6f} {p.label}\n" for p in phones))
 
 
 # ----------------------------------------------------------------------------------------------------- dataset
@@ -391,7 +386,8 @@ def write_speech_set(
     finally:
         torch.set_num_threads(threads)
     write_atomic(root / "templates.pkl", lambda f: pickle.dump(templates, f, protocol=2))
-    records = [_record(job) for job in jobs]
+    old = json.loads((root / META_FILE).read_text())["sequences"] if (root / META_FILE).is_file() else []
+    records = [_record(job) for job in jobs] + [r for r in old if r.get("source")]  # (talk.synth.recordings)
     meta = {**config, "fps": FPS, "face_seed": FACE_SEED, "speakers": speaker_meta, "sequences": records}
     write_text_atomic(root / META_FILE, json.dumps(meta, indent=1, sort_keys=True))
     write_text_atomic(root / "flame_manifest.jsonl", flame_manifest(records, [spk.name for spk in profiles]))
