@@ -37,6 +37,7 @@ def animate(
     head_seed: int = 0,
     portrait: Path | None = None,
     portrait_generator: Path | None = None,
+    side_by_side: bool = False,
 ) -> None:
     """Animate a face from speech and write an mp4 with the audio.
 
@@ -79,6 +80,8 @@ def animate(
             extra), animated by the model, and the photo is warped and completed by --portrait-generator; the
             video has the photo's size.
         portrait_generator: Checkpoint of experiments/synthetic/portrait.yaml (with --portrait).
+        side_by_side: With --portrait, the shaded 3D render of the animated mesh beside the photo (as the fitted
+            camera sees it), to check the motion the generator was given.
     """
     from talk.errors import UserError
 
@@ -97,10 +100,12 @@ def animate(
         raise UserError("--head-motion moves the head, which the ground truth does not; drop one of the two.")
     if portrait is not None:
         _animate_portrait(audio, checkpoint, output, subject, device, stream, chunk_seconds, seed, overwrite,
-                          head_motion is not False, head_seed, portrait, portrait_generator)  # fmt: skip
+                          head_motion is not False, head_seed, portrait, portrait_generator, side_by_side)  # fmt: skip
         return
     if portrait_generator is not None:
         raise UserError("--portrait-generator needs --portrait (the photo to animate).")
+    if side_by_side:
+        raise UserError("--side-by-side needs --portrait (it puts the 3D render beside the photo).")
 
     with _render_process(render_process and not stream and ground_truth is None) as worker:
         import dataclasses
@@ -175,6 +180,7 @@ def _animate_portrait(
     head_seed: int,
     portrait: Path,
     generator: Path | None,
+    side_by_side: bool = False,
 ) -> None:
     """``talk animate --portrait``: see :func:`talk.pipeline.portrait.animate_portrait`."""
     import dataclasses
@@ -199,7 +205,7 @@ def _animate_portrait(
         model.sampling = dataclasses.replace(model.sampling, seed=seed)
     path, frames, fps = animate_portrait(
         model, audio, output, portrait, generator, subject, stream, chunk_seconds,
-        _idle_head() if head_motion else None, head_seed,
+        _idle_head() if head_motion else None, head_seed, side_by_side,
     )  # fmt: skip
     elapsed = time.perf_counter() - start
     print(f"wrote {path} ({frames} frames at {fps:g} fps, {frames / fps:.2f} s, {elapsed:.1f} s to make)")

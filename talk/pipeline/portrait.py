@@ -110,28 +110,33 @@ class PortraitAnimator:
         generator: The portrait generator (:func:`load_portrait_generator`).
         mouth: The fitted identity's teeth and tongue (``talk.synth.mouth.MouthInterior``).
         faces: ``[F + Fm, 3]`` head and mouth triangles; ``mouth_faces`` ``[K]`` the faces inside the mouth.
-        head_faces: ``[F, 3]`` the head's triangles alone.
+        side_by_side: Put the shaded 3D render of each frame's mesh (as the fitted camera sees it, scaled to the
+            photo's height) to the right of the photo.
     """
 
     def __init__(
-        self, fit: PortraitFit, generator: nn.Module, mouth: Any, faces: Tensor, mouth_faces: Tensor
-    ) -> None:
+        self, fit: PortraitFit, generator: nn.Module, mouth: Any, faces: Tensor, mouth_faces: Tensor,
+        side_by_side: bool = False,
+    ) -> None:  # fmt: skip
         from render.rasterizer import TorchRasterizer
 
         self.fit, self.generator, self.mouth = fit, generator, mouth
         self.faces, self.mouth_faces = faces, mouth_faces
         self._renderer = TorchRasterizer(shading="normals")
         self._feather = _feather(fit.reference.shape[-1])
+        self._shaded = TorchRasterizer() if side_by_side else None
 
     @classmethod
-    def from_photo(cls, photo: str | Path, generator: nn.Module, size: int) -> PortraitAnimator:
+    def from_photo(
+        cls, photo: str | Path, generator: nn.Module, size: int, side_by_side: bool = False
+    ) -> PortraitAnimator:
         """Fit the procedural head to ``photo`` (talk.track; the ``track`` extra) and prepare the crop."""
         from talk.synth.portrait_style import PortraitAssets
 
         assets = PortraitAssets.load()
         fit, mouth_mesh, mouth = fit_photo(photo, size, assets)
         faces = torch.from_numpy(mouth_mesh.faces)
-        return cls(fit, generator, mouth, faces, torch.from_numpy(mouth_mesh.mouth_faces))
+        return cls(fit, generator, mouth, faces, torch.from_numpy(mouth_mesh.mouth_faces), side_by_side)
 
     def posed(self, vertices: Tensor) -> Tensor:
         """Model-space head meshes ``[m, V, 3]`` -> camera-space meshes with the mouth interior ``[m, V + M, 3]``."""
@@ -157,7 +162,15 @@ class PortraitAnimator:
             x["warped"][None], fit.reference[None], x["normals"][None], x["depth"][None], x["mask"][None],
             x["mouth_mask"][None], x["flow"][None],
         ).image[0]  # fmt: skip
-        return _paste(fit.photo, fit.box, out, self._feather)
+        frame = _paste(fit.photo, fit.box, out, self._feather)
+        if self._shaded is None:
+            return frame
+        render = self._shaded.render(mesh[None].float(), self.faces, fit.camera).image[0, ..., :3]  # [s, s, 3]
+        height = frame.shape[0]
+        panel = F_.interpolate(render.permute(2, 0, 1)[None], size=(height, height), mode="bilinear",
+                               antialias=True, align_corners=False)[0]  # fmt: skip
+        panel = (panel.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+        return np.concatenate([frame, panel], axis=1)
 
     def frames(self, pieces: Iterable[Tensor]) -> Iterator[np.ndarray]:
         """Video frames of model-space mesh pieces ``[m, V, 3]``, one at a time."""
@@ -177,6 +190,7 @@ def animate_portrait(
     chunk_seconds: float = 0.2,
     head_motion: Any = None,
     head_seed: int = 0,
+    side_by_side: bool = False,
 ) -> tuple[Path, int, float]:
     """``talk animate --portrait``: speech + photo -> an H.264/AAC mp4 of the photo talking (module docstring).
 
@@ -191,6 +205,7 @@ def animate_portrait(
         chunk_seconds: Audio per streamed chunk.
         head_motion: ``motion.idle.IdleHead`` settings of the idle head motion, or None for a still head.
         head_seed: Seed of the head motion.
+        side_by_side: The 3D render of the animated mesh beside the photo (:class:`PortraitAnimator`).
 
     Returns:
         ``(path, frames, fps)`` of the video written.
@@ -201,7 +216,7 @@ def animate_portrait(
 
     assets = model.require_assets()
     net, size = load_portrait_generator(generator)
-    animator = PortraitAnimator.from_photo(photo, net, size)
+    animator = PortraitAnimator.from_photo(photo, net, size, side_by_side)
     if animator.fit.neutral.shape[0] != assets.template(subject).shape[0]:
         raise CheckpointError(
             f"the motion model's mesh has {assets.template(subject).shape[0]} vertices, the procedural head "

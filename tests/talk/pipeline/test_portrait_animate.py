@@ -61,6 +61,11 @@ def test_animate_portrait_writes_the_photo_talking(lm_ckpt, generator_ckpt, synt
     w, h = Image.open(PHOTO).size
     assert (info.width, info.height) == (w // 2 * 2, h // 2 * 2) and info.n_frames == 30
     assert info.audio_codec == "aac" and info.audio_duration == pytest.approx(1.0, abs=0.05)
+    talk("animate", "--audio", str(tmp_path / "speech.wav"), "--checkpoint", str(lm_ckpt), "--output", str(out),
+         "--portrait", str(PHOTO), "--portrait-generator", str(generator_ckpt), "--side-by-side", "true",
+         "--overwrite", "true", cwd=tmp_path)  # fmt: skip
+    wide = probe_video(out)
+    assert (wide.width, wide.height) == ((w + h) // 2 * 2, h // 2 * 2) and wide.n_frames == 30
 
 
 def test_portrait_frames_change_the_face_and_keep_the_background(lm_ckpt, generator_ckpt, synth_root):
@@ -83,6 +88,13 @@ def test_portrait_frames_change_the_face_and_keep_the_background(lm_ckpt, genera
     )  # the photo, untouched, outside the crop
     inside = np.abs(frames[5].astype(np.int16) - photo)[~outside]
     assert inside.mean() > 0.5  # the generator (and the mouth) changed the face
+    wide = PortraitAnimator(animator.fit, net, animator.mouth, animator.faces, animator.mouth_faces, side_by_side=True)
+    mesh = animator.posed(model.generate(wav[:1600], template=animator.fit.neutral).vertices[0, :1])[0]
+    frame = wide.frame(mesh)
+    h, w = photo.shape[:2]
+    assert frame.shape == (h, w + h, 3) and np.array_equal(frame[:, :w], animator.frame(mesh))
+    panel = frame[:, w:].astype(np.int16)
+    assert (panel < 250).any(axis=2).mean() > 0.1  # the shaded head fills part of the panel
 
 
 def test_portrait_errors_are_one_line(lm_ckpt, generator_ckpt, tmp_path):
@@ -95,6 +107,7 @@ def test_portrait_errors_are_one_line(lm_ckpt, generator_ckpt, tmp_path):
             "--portrait nope.jpg not found",
         ),
         (["--portrait-generator", str(generator_ckpt)], "--portrait-generator needs --portrait"),
+        (["--side-by-side", "true"], "--side-by-side needs --portrait"),
     ):
         proc = talk(*base, *extra, cwd=tmp_path, check=False)
         assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
