@@ -142,4 +142,5 @@ DISPLAY = {
     "csim": ("CSIM", 1.0, "{:.4f}"),
     "lse_d": ("LSE-D", 1.0, "{:.3f}"),
     "lse_c": ("LSE-C", 1.0, "{:.3f}"),
+    "mouth_sync": ("mouth sync (r)", 1.0, "{:+.3f}"),  # talk.mouth_sync: weight-free, frames vs driving mesh
 }

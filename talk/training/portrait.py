@@ -16,10 +16,14 @@ reports PSNR (dB) and SSIM of the generator and, beside it, of two baselines mea
 ``copy_reference`` (the reference portrait as the output) and ``warp_only`` (the warped reference as the output);
 split-wide means and per clip (:mod:`talk.image_metrics`). Frames whose target is the reference itself are left
 out of both (they would measure nothing). LPIPS, FID, CSIM and LSE-C/LSE-D run when their networks are given
-(:mod:`talk.image_metric_hooks`), and are otherwise skipped with one line each.
+(:mod:`talk.image_metric_hooks`), and are otherwise skipped with one line each. ``mouth_sync`` (no weights,
+:mod:`talk.mouth_sync`) correlates the darkness of each clip's mouth box with the driving mesh's mouth opening, for
+every method and for the ground-truth frames (row ``ground_truth``).
 """
 
 from __future__ import annotations
+
+import math
 
 from typing import Any
 
@@ -32,6 +36,7 @@ from render.generator import GeneratorOutput, PortraitGenerator
 from talk.errors import UserError
 from talk.image_metric_hooks import CSIMHook, FIDHook, LPIPSHook, MetricHook, SyncNetHook
 from talk.image_metrics import IMAGE_UNITS, ImageMetrics, ssim
+from talk.mouth_sync import MouthSync
 from talk.training.portrait_losses import PatchDiscriminator, PerceptualLoss, hinge_d_loss, hinge_g_loss
 
 METHODS = ("generator", "copy_reference", "warp_only")
@@ -220,6 +225,7 @@ class PortraitModule(L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self._test = {m: ImageMetrics() for m in METHODS}
+        self._sync = {m: MouthSync() for m in (*METHODS, "ground_truth")}
         kinds = {"lpips": LPIPSHook, "fid": FIDHook, "csim": CSIMHook, "syncnet": SyncNetHook}
         self._hooks = {m: [] for m in METHODS}
         for key, cls in kinds.items():
@@ -236,6 +242,9 @@ class PortraitModule(L.LightningModule):
         out = self(batch)
         outputs = {"generator": out.image, "copy_reference": batch["reference"], "warp_only": batch["warped"]}
         self._update(self._test, outputs, batch)
+        names, frames = self._names(batch), batch["frame"].tolist()
+        for method, image in {**outputs, "ground_truth": batch["target"]}.items():  # every frame, the first too
+            self._sync[method].update(image, batch["mouth_mask"], names, frames)
         return {"image": out.image.detach()}
 
     def on_test_epoch_end(self) -> None:
@@ -248,6 +257,10 @@ class PortraitModule(L.LightningModule):
                 units |= hook.units
             for key in ("psnr", "ssim"):
                 self.log(f"test/{method}/{key}", results[method][key], sync_dist=True)
+        for method, sync in self._sync.items():  # (one process: each sees its own clips' frames)
+            value = sync.compute()
+            results.setdefault(method, {})["mouth_sync"] = None if math.isnan(value) else value
+        units["mouth_sync"] = "1"
         self.test_results = {
             "metrics": results,
             "units": units,

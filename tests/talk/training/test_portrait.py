@@ -36,10 +36,13 @@ def test_fit_one_step_then_test_reports_generator_and_baselines(portrait_root, t
     proc = talk("test", "-c", CONFIG, *portrait_overrides(portrait_root, run), "--trainer.logger=false",
                 f"--ckpt_path={ckpt}", cwd=tmp_path)  # fmt: skip
     report = json.loads((run / "metrics.json").read_text())
-    assert set(report["metrics"]) == {"generator", "copy_reference", "warp_only"}
-    assert report["units"] == {"psnr": "dB", "ssim": "1"}
+    assert set(report["metrics"]) == {"generator", "copy_reference", "warp_only", "ground_truth"}
+    assert report["units"] == {"psnr": "dB", "ssim": "1", "mouth_sync": "1"}
     assert report["dataset"]["name"] == "portraits" and "regions" not in report
-    for values in report["metrics"].values():
+    assert report["metrics"]["copy_reference"]["mouth_sync"] is None  # frames that never change: no correlation
+    assert set(report["metrics"]["ground_truth"]) == {"mouth_sync"}
+    for method in ("generator", "copy_reference", "warp_only"):
+        values = report["metrics"][method]
         assert values["frames"] == 3 and values["sequences"] == 1  # 4 frames, less the reference itself
         assert 0 < values["psnr"] < 100 and 0 < values["ssim"] <= 1
     rows = (run / "metrics_per_sequence.csv").read_text().splitlines()
