@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from talk.errors import CheckpointError, UserError
 
-__all__ = ["PortraitAnimator", "PortraitFit", "animate_portrait", "load_portrait_generator"]
+__all__ = ["PortraitAnimator", "PortraitFit", "animate_portrait", "crop_camera", "crop_square", "load_portrait_generator"]
 
 HEAD_FRACTION = 0.67  # crown-to-neck height over the crop side (the training clips draw 0.55-0.8)
 NECK_JOINT = 1
@@ -288,12 +288,12 @@ def fit_photo(photo: str | Path, size: int, assets: Any) -> tuple[PortraitFit, A
     side = int(round(np.linalg.norm(neck_uv - crown) / HEAD_FRACTION))
     centre = (crown + neck_uv) / 2.0
     x0, y0 = int(round(centre[0] - side / 2)), int(round(centre[1] - side / 2))
-    crop = _crop(image, x0, y0, side)
+    crop = crop_square(image, x0, y0, side)
     reference = F_.interpolate(
         torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 255.0, size=(size, size), mode="bilinear",
         antialias=True, align_corners=False,
     )[0].clamp(0, 1)  # fmt: skip
-    camera = _crop_camera(fit.camera, x0, y0, side, size)
+    camera = crop_camera(fit.camera, x0, y0, side, size)
     result = PortraitFit(
         photo=image, box=(x0, y0, side), reference=reference, camera=camera,
         source=torch.from_numpy(mesh.vertices[0]), neutral=neutral.float(), rotation=torch.from_numpy(rot[0]),
@@ -302,7 +302,7 @@ def fit_photo(photo: str | Path, size: int, assets: Any) -> tuple[PortraitFit, A
     return result, mesh, mouth
 
 
-def _crop(image: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
+def crop_square(image: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
     """The square ``[side, side, 3]`` at ``(x0, y0)``, edge-replicated where it leaves the image."""
     h, w = image.shape[:2]
     ys = np.clip(np.arange(y0, y0 + side), 0, h - 1)
@@ -310,7 +310,7 @@ def _crop(image: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
     return image[ys][:, xs]
 
 
-def _crop_camera(camera: Any, x0: int, y0: int, side: int, size: int) -> Any:
+def crop_camera(camera: Any, x0: int, y0: int, side: int, size: int) -> Any:
     """``camera`` for the crop at ``(x0, y0)`` of ``side`` pixels resized to ``size``."""
     from render.camera import Camera
 
