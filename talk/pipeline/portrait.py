@@ -36,7 +36,9 @@ from torch import Tensor, nn
 
 from talk.errors import CheckpointError, UserError
 
-__all__ = ["PortraitAnimator", "PortraitFit", "animate_portrait", "crop_camera", "crop_square", "load_portrait_generator"]
+__all__ = [
+    "PortraitAnimator", "PortraitFit", "animate_portrait", "crop_camera", "crop_square", "load_portrait_generator"
+]
 
 HEAD_FRACTION = 0.67  # crown-to-neck height over the crop side (the training clips draw 0.55-0.8)
 NECK_JOINT = 1
