@@ -15,8 +15,10 @@
    jaw (:mod:`talk.synth.mouth`).
 3. **Warp + generate** (:func:`render.portrait_inputs.portrait_inputs`, the generator of ``talk fit -c
    experiments/synthetic/portrait.yaml``): the crop is warped from the fitted mesh to the frame's mesh, and the
-   generator fills what the warp cannot (mouth interior, disocclusions). The generated crop is pasted back into the
-   photo with a feathered edge, so the video has the photo's size.
+   generator fills what the warp cannot (mouth interior, disocclusions). The crop is then redone at the photo's
+   resolution (the photo's own crop warped by the upsampled flow, plus the generator's correction upsampled: a
+   still face stays as sharp as the photo) and pasted back with a feathered edge, so the video has the photo's
+   size.
 
 Frames are produced one at a time from the meshes as they arrive, so memory does not grow with the audio. Lightning
 is not imported.
@@ -88,7 +90,8 @@ class PortraitFit:
         reference: ``[3, S, S]`` the crop resized to the generator's size, in [0, 1].
         camera: The fitted camera of the crop (``render.camera.Camera``, S x S).
         source: ``[V + M, 3]`` the fitted mesh with its mouth interior (camera space, metres).
-        neutral: ``[V, 3]`` the fitted identity's neutral face in model space (the motion model's template).
+        neutral: ``[V, 3]`` the face as fitted to the photo (identity, expression, jaw) in model space: the template
+            the motion model animates, so that a frame without motion is the photo.
         rotation: ``[3, 3]`` and ``translation`` ``[3]``: model space -> camera space of the fitted head.
         residual_px: Mean landmark residual of the fit, in photo pixels.
     """
@@ -127,6 +130,11 @@ class PortraitAnimator:
         self._renderer = TorchRasterizer(shading="normals")
         self._feather = _feather(fit.reference.shape[-1])
         self._shaded = TorchRasterizer() if side_by_side else None
+        # the crop at the photo's resolution, and the pixel centres of its grid (grid_sample, align_corners=False)
+        self._crop = torch.from_numpy(crop_square(fit.photo, *fit.box)).permute(2, 0, 1).float().div_(255.0)
+        side = self._crop.shape[-1]
+        centres = (torch.arange(side, dtype=torch.float32) * 2 + 1) / side - 1
+        self._grid = torch.stack(torch.meshgrid(centres, centres, indexing="xy"), dim=-1)[None]  # [1, s, s, 2]
 
     @classmethod
     def from_photo(
@@ -164,7 +172,7 @@ class PortraitAnimator:
             x["warped"][None], fit.reference[None], x["normals"][None], x["depth"][None], x["mask"][None],
             x["mouth_mask"][None], x["flow"][None],
         ).image[0]  # fmt: skip
-        frame = _paste(fit.photo, fit.box, out, self._feather)
+        frame = _paste(fit.photo, fit.box, self.full_resolution(out, x["warped"], x["flow"]), self._feather)
         if self._shaded is None:
             return frame
         render = self._shaded.render(mesh[None].float(), self.faces, fit.camera).image[0, ..., :3]  # [s, s, 3]
@@ -173,6 +181,17 @@ class PortraitAnimator:
                                antialias=True, align_corners=False)[0]  # fmt: skip
         panel = (panel.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
         return np.concatenate([frame, panel], axis=1)
+
+    def full_resolution(self, generated: Tensor, warped: Tensor, flow: Tensor) -> Tensor:
+        """The generated crop ``[3, S, S]`` at the photo's resolution ``[3, s, s]``: the photo's own crop warped by the
+        flow (smooth, so it upsamples exactly enough) plus the generator's correction of the warp, upsampled. A still
+        face is the photo itself, sharp; only what the generator adds (mouth interior, seams) has its resolution."""
+        side = self._crop.shape[-1]
+        up = {"size": (side, side), "mode": "bilinear", "align_corners": False}
+        grid = self._grid + F_.interpolate(flow[None].float(), **up).permute(0, 2, 3, 1)
+        sharp = F_.grid_sample(self._crop[None], grid, mode="bilinear", padding_mode="border", align_corners=False)
+        correction = F_.interpolate((generated - warped)[None].float(), antialias=False, **up)
+        return (sharp + correction)[0].clamp_(0.0, 1.0)
 
     def frames(self, pieces: Iterable[Tensor]) -> Iterator[np.ndarray]:
         """Video frames of model-space mesh pieces ``[m, V, 3]``, one at a time."""
@@ -296,9 +315,12 @@ def fit_photo(photo: str | Path, size: int, assets: Any) -> tuple[PortraitFit, A
         antialias=True, align_corners=False,
     )[0].clamp(0, 1)  # fmt: skip
     camera = crop_camera(fit.camera, x0, y0, side, size)
+    # the face as fitted (its expression and jaw kept) in model space: the template the motion model animates, so
+    # that no motion gives the photo back
+    rest = (camera_space.reshape(-1, 3) - trans[0]) @ rot[0]
     result = PortraitFit(
         photo=image, box=(x0, y0, side), reference=reference, camera=camera,
-        source=torch.from_numpy(mesh.vertices[0]), neutral=neutral.float(), rotation=torch.from_numpy(rot[0]),
+        source=torch.from_numpy(mesh.vertices[0]), neutral=torch.from_numpy(rest).float(), rotation=torch.from_numpy(rot[0]),
         translation=torch.from_numpy(trans[0]), residual_px=float(fit.mean_residual_px),
     )  # fmt: skip
     return result, mesh, mouth

@@ -88,6 +88,16 @@ def test_portrait_frames_change_the_face_and_keep_the_background(lm_ckpt, genera
     )  # the photo, untouched, outside the crop
     inside = np.abs(frames[5].astype(np.int16) - photo)[~outside]
     assert inside.mean() > 0.5  # the generator (and the mouth) changed the face
+    # no motion gives the photo back, at its own resolution (the fitted face is the template; the crop is warped
+    # at the photo's resolution and only the generator's correction is upsampled)
+    from render.portrait_inputs import portrait_inputs
+
+    fit = animator.fit
+    x = portrait_inputs(fit.reference, fit.source, animator.posed(fit.neutral[None])[0], animator.faces,
+                        animator.mouth_faces, fit.camera)  # fmt: skip
+    assert x["flow"].abs().max() < 1e-3  # the fitted face posed is the fitted mesh: the identity warp
+    crop = animator.full_resolution(x["warped"], x["warped"], x["flow"])  # a generator that adds nothing
+    assert crop.shape[-1] == side and (crop - animator._crop).abs().max() < 2e-3  # the photo's own pixels
     wide = PortraitAnimator(animator.fit, net, animator.mouth, animator.faces, animator.mouth_faces, side_by_side=True)
     mesh = animator.posed(model.generate(wav[:1600], template=animator.fit.neutral).vertices[0, :1])[0]
     frame = wide.frame(mesh)
