@@ -12,7 +12,9 @@ from a still portrait, one frame per call (the streaming case):
 * conditioning: the warp plus the normals / depth render of the frame's mesh
   (``render.rasterizer.TorchRasterizer``), everything the generator reads;
 * generator alone (``torch.inference_mode``), on prepared conditioning;
-* the whole frame: conditioning + generator.
+* the whole frame: conditioning + generator;
+* with ``--checkpoint``: ``talk animate --portrait`` end to end on ``--seconds`` of speech (10 by default) against
+  ``talk animate`` rendering the mesh (:func:`end_to_end`).
 
 The generator has the default architecture of ``experiments/synthetic/portrait.yaml`` (its weights do not change
 the cost); ``--checkpoint`` loads a trained one, architecture included (e.g. one trained with ``fold: 4``). Each line gives the median wall time, the median process CPU
@@ -32,7 +34,8 @@ import numba
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 from benchmarks.timing import timed  # noqa: E402
 from render.generator import PortraitGenerator  # noqa: E402
 from render.rasterizer import TorchRasterizer  # noqa: E402
@@ -119,6 +122,34 @@ def bench_size(size: int, gen: PortraitGenerator, repeats: int) -> None:
         report(name, timing)
 
 
+def end_to_end(checkpoint: str, seconds: float) -> None:
+    """Process wall time of ``talk animate --portrait`` (matplotlib's grace_hopper.jpg, the shipped default motion
+    model, the bundled ARCTIC recording tiled to ``seconds``), against ``talk animate`` of the same speech rendering
+    the mesh at 512x512 instead (the baseline: the same motion, the rasterizer instead of warp + generator)."""
+    import subprocess
+    import tempfile
+    import time
+
+    import matplotlib.cbook
+    import soundfile as sf
+
+    photo = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    wav, sr = sf.read(ROOT / "assets" / "speech" / "arctic_a0009.wav", dtype="float32")
+    with tempfile.TemporaryDirectory() as tmp:
+        speech = Path(tmp) / "speech.wav"
+        sf.write(speech, np.tile(wav, int(seconds * sr) // len(wav) + 1)[: int(seconds * sr)], sr)
+        rows = {
+            "talk animate --portrait (512x600 photo)": ["--portrait", str(photo), "--portrait-generator", checkpoint],
+            "baseline: talk animate, mesh at 512x512": [],
+        }
+        for name, extra in rows.items():
+            cmd = [sys.executable, "-m", "talk.cli.main", "animate", "--audio", str(speech), "--output",
+                   str(Path(tmp) / "out.mp4"), "--overwrite", "true", *extra]  # fmt: skip
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+            print(f"  {name:<44} {time.perf_counter() - start:6.1f} s for {seconds:g} s of speech (process wall)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256])
@@ -127,6 +158,8 @@ def main() -> None:
     parser.add_argument(
         "--checkpoint", default=None, help="a PortraitModule checkpoint (default: random weights)"
     )
+    parser.add_argument("--seconds", type=float, default=10.0,
+                        help="with --checkpoint: also time `talk animate --portrait` of this much speech (0: skip)")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
@@ -136,6 +169,8 @@ def main() -> None:
           f"{os.cpu_count()} cores")  # fmt: skip
     for size in args.sizes:
         bench_size(size, gen, args.repeats)
+    if args.checkpoint is not None and args.seconds > 0:
+        end_to_end(args.checkpoint, args.seconds)
     print(
         f"load average {load0:.2f} -> {os.getloadavg()[0]:.2f} (other jobs share the cores when it exceeds the threads)"
     )
