@@ -35,6 +35,7 @@ from talk.pipeline.phone_decode import decode_phones
 
 # Jaw angles (radians) at which the lip contact is calibrated (as talk.synth.face.calibrate_lip_contact).
 CONTACT_JAW = (0.0, 0.03, 0.06, 0.1, 0.15, 0.25)
+CHUNK_SECONDS, REACH_SECONDS = 10.0, 2.0  # articulation windows, and how far from a window phones are read
 
 
 class PhoneClassifier(nn.Module):
@@ -178,10 +179,17 @@ class PhoneticGenerator(nn.Module):
             for b, n in enumerate(valid)
         ]
 
-    def articulate(self, phones: list[tuple[str, float, float]], num_frames: int, fps: float, contact=None) -> Tensor:
+    def articulate(
+        self, phones: list[tuple[str, float, float]], num_frames: int, fps: float, contact: object = None
+    ) -> Tensor:
         """Face-model motion ``[num_frames, n_expression + 3]`` (float64) saying ``phones``: frame ``t`` is the
         articulation at time ``t / fps``."""
-        from talk.synth.articulation import build_trajectory, draw_idle_motion, face_controls
+        from talk.synth.articulation import (
+            ArticulatoryTrajectory,
+            build_trajectory,
+            draw_idle_motion,
+            face_controls,
+        )
         from talk.synth.phones import Phone, to_utterance
 
         duration = max(num_frames / fps, phones[-1][2] if phones else 0.0, 1.0 / 60)
@@ -192,8 +200,23 @@ class PhoneticGenerator(nn.Module):
         else:
             idle = _NoIdle()
         times = np.arange(num_frames) / fps
-        controls = face_controls(trajectory, idle, times, EXPRESSION_NAMES, self.n_expression, contact)
-        return torch.from_numpy(np.concatenate([controls.expression, controls.jaw_pose], axis=1))
+        parts = []
+        # in windows of CHUNK_SECONDS with the phones within REACH_SECONDS: the dominance of a phone decays as a
+        # Gaussian of width <= 0.1 s, so farther phones weigh exactly nothing in float64, and time and memory grow
+        # linearly with the length instead of as frames x phones
+        step = max(1, int(CHUNK_SECONDS * fps))
+        for start in range(0, num_frames, step):
+            t = times[start : start + step]
+            near = (trajectory.centers + trajectory.half_widths >= t[0] - REACH_SECONDS) & (
+                trajectory.centers - trajectory.half_widths <= t[-1] + REACH_SECONDS
+            )
+            window = ArticulatoryTrajectory(
+                trajectory.centers[near], trajectory.half_widths[near], trajectory.targets[near],
+                trajectory.log_weights[near], trajectory.taus[near],
+            )  # fmt: skip
+            controls = face_controls(window, idle, t, EXPRESSION_NAMES, self.n_expression, contact)
+            parts.append(np.concatenate([controls.expression, controls.jaw_pose], axis=1))
+        return torch.from_numpy(np.concatenate(parts) if parts else np.zeros((0, self.motion_dim)))
 
     def generate(
         self, features: AudioFeatures, num_frames: Tensor, style: Tensor, sampling: Sampling, fps: float

@@ -163,3 +163,30 @@ def test_real_recording_closes_its_bilabials_with_the_untrained_classifier(synth
     report = evaluate_utterance(vertices, 30.0, labels, upper, lower, "arctic_a0009")
     assert report.bilabials == ("P", "B") and report.bilabial_closed == (True, True)
     assert report.gap_phone_corr > 0.4
+
+
+def test_articulation_in_windows_equals_the_whole_utterance(synth_root):
+    """Long audio is articulated in 10 s windows with the phones within 2 s: the same motion as one pass over
+    all phones (frames x phones memory otherwise)."""
+    from motion.face.procedural.face import EXPRESSION_NAMES
+    from talk.synth.articulation import build_trajectory, draw_idle_motion, face_controls
+    from talk.synth.phones import Phone, to_utterance
+
+    face, _, _ = _face(synth_root)
+    generator = _generator(face, blinks=True)
+    rng = np.random.default_rng(0)
+    labels = ["sil", "AA", "B", "IY", "M", "OW", "P", "S", "UW", "F"]
+    phones, t = [], 0.0
+    while t < 24.0:
+        d = float(rng.uniform(0.05, 0.25))
+        phones.append((labels[int(rng.integers(len(labels)))], t, t + d))
+        t += d
+    frames = int(t * 30)
+    motion = generator.articulate(phones, frames, 30.0)
+    utterance = to_utterance([Phone(*p) for p in phones], max(frames / 30, phones[-1][2]))
+    trajectory = build_trajectory(utterance, generator.profile)
+    idle = draw_idle_motion(np.random.default_rng(generator.idle_seed), generator.profile, utterance.duration)
+    whole = face_controls(trajectory, idle, np.arange(frames) / 30.0, EXPRESSION_NAMES, face.n_expression)
+    expected = np.concatenate([whole.expression, whole.jaw_pose], axis=1)
+    assert motion.shape == expected.shape
+    np.testing.assert_allclose(motion.numpy(), expected, atol=1e-12)
