@@ -38,7 +38,7 @@ commands:
   export     checkpoint -> inference file: talk export --checkpoint CKPT --output model.pt
   track      talking videos -> training data: talk track VIDEO_OR_FOLDER [...] --out data/tracked
   rig        a rig's targets as a PNG:     talk rig preview --out sheet.png [--rig avatar.glb]
-  export-glb speech -> animated avatar:    talk export-glb --rig avatar.glb --audio in.wav --checkpoint CKPT --output out.glb
+  export-glb speech -> animated avatar:    talk export-glb --rig avatar.glb --audio in.wav [--checkpoint CKPT] --output out.glb
 
 Run `talk <command> --help` for the options of each command.
 """

@@ -44,8 +44,8 @@ def rig_preview(
 def export_glb(
     rig: Path,
     audio: Path,
-    checkpoint: Path,
     output: Path,
+    checkpoint: Path | None = None,
     subject: str | None = None,
     mesh: str | None = None,
     device: str = "cpu",
@@ -59,8 +59,9 @@ def export_glb(
     Args:
         rig: The avatar: a .glb or .gltf with ARKit-named morph targets (any spelling: eyeBlinkLeft, eyeBlink_L, ...).
         audio: Input speech (wav, flac, ogg, mp3; any rate, any channels).
-        checkpoint: Checkpoint written by `talk fit`, or a file written by `talk export`.
         output: The .glb to write; the speech is written beside it as a .wav of the same name.
+        checkpoint: Checkpoint written by `talk fit`, or a file written by `talk export` (default: the model that
+            ships with talk, talk/pretrained/default.pt).
         subject: Subject whose style drives the motion (default: the first training subject).
         mesh: Name of the avatar mesh to animate (default: the meshes with the most ARKit targets).
         device: Torch device of the model.
@@ -88,6 +89,10 @@ def export_glb(
         raise UserError(f"--rig {rig} not found; name your avatar's .glb or .gltf.")
     if not Path(audio).is_file():
         raise UserError(f"audio file {audio} not found.")
+    if checkpoint is None:
+        from talk.pretrained import DEFAULT_MODEL
+
+        checkpoint = DEFAULT_MODEL
     model = from_checkpoint(checkpoint, device)
     assets = model.require_assets()
     wav = torch.from_numpy(load_audio(Path(audio), sample_rate=assets.sample_rate))

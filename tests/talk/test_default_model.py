@@ -54,3 +54,24 @@ def test_talk_animate_with_only_the_audio_uses_the_default_model(tmp_path):
     assert abs(info.n_frames - 93) <= 1 and info.fps == 30  # 3.1 s at 30 fps
     again = talk("animate", "--audio", str(SPEECH), cwd=tmp_path, check=False)
     assert again.returncode != 0 and "exists; pass --overwrite" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_export_glb_with_only_rig_audio_and_output_uses_the_default_model(tmp_path):
+    """`talk export-glb` animates an ARKit avatar from real speech with the shipped model (its jaw opens and
+    closes) when no --checkpoint is given."""
+    import numpy as np
+
+    from motion.face.blendshapes.gltf_animation import read_animation
+    from tests.motion.face.blendshapes.gltf_builder import GltfBuilder
+
+    b = GltfBuilder()  # a one-triangle avatar with two ARKit targets
+    position = b.accessor(np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32))
+    targets = [{"POSITION": b.accessor(np.full((3, 3), 0.01 * (k + 1), np.float32))} for k in range(2)]
+    b.node(mesh=b.mesh("Face", [{"attributes": {"POSITION": position}, "targets": targets}], ["jawOpen", "mouthClose"]))
+    avatar = b.write_glb(tmp_path / "avatar.glb")
+    out = tmp_path / "animated.glb"
+    talk("export-glb", "--rig", str(avatar), "--audio", str(SPEECH), "--output", str(out), cwd=tmp_path)
+    times, weights = read_animation(out)
+    (w,) = weights.values()
+    assert len(times) == 93 and w.shape == (93, 2)
+    assert w[:, 0].max() > 0.1 and np.ptp(w[:, 0]) > 0.1  # the jaw opens and closes
