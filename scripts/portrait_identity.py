@@ -57,7 +57,6 @@ def lips_box(animator, masks: dict) -> tuple[int, int, int, int]:  # noqa: ANN00
 
 
 def measure(photo: Path, net, size: int, model, wav: torch.Tensor, frames_dir: Path | None) -> dict:  # noqa: ANN001
-    from render.portrait_inputs import portrait_inputs
     from talk.mouth_sync import MouthSync
     from talk.pipeline.portrait import PortraitAnimator
     from talk.synth.portrait_style import PortraitAssets
@@ -78,12 +77,10 @@ def measure(photo: Path, net, size: int, model, wav: torch.Tensor, frames_dir: P
     with torch.inference_mode():
         for piece in model.generate_pieces(wav, template=fit.neutral):
             for mesh in animator.posed(piece.cpu()):
-                frame = animator.frame(mesh)
+                out, x = animator.crop(mesh)
+                frame = animator.compose(mesh, out, x)
                 moved = max(moved, int(np.abs(frame.astype(np.int16) - fit.photo)[~inside].max(initial=0)))
-                x = portrait_inputs(fit.reference, fit.source, mesh.float(), animator.faces, animator.mouth_faces,
-                                    fit.camera, renderer=animator._renderer)  # fmt: skip
-                out = net(x["warped"][None], fit.reference[None], x["normals"][None], x["depth"][None],
-                          x["mask"][None], x["mouth_mask"][None], x["flow"][None]).image  # fmt: skip
+                out = out[None]
                 sync["generator"].update(out, x["mouth_mask"][None], ["clip"], [t])
                 sync["warp_only"].update(x["warped"][None], x["mouth_mask"][None], ["clip"], [t])
                 if frames_dir is not None and t % 10 == 0:

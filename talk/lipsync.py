@@ -251,7 +251,7 @@ def evaluate_utterance(
     target = aperture_target(phones, frames, fps, settings.aperture_smooth_s)
     centres = (np.arange(frames) + 0.5) / fps
     labelled = (centres >= starts.min()) & (centres < ends.max())
-    corr = _pearson(gap[labelled], target[labelled])
+    corr = pearson(gap[labelled], target[labelled])
 
     owner = _owner(starts, ends, frames, fps)
     speech = (owner >= 0) & (kinds[owner] != SILENCE)  # owner -1 reads the last label, masked by owner >= 0
@@ -342,7 +342,7 @@ def _pairs(upper: np.ndarray, lower: np.ndarray, n_vertices: int) -> tuple[np.nd
     return up, lo
 
 
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
     """Pearson correlation; NaN for fewer than two samples or a constant series."""
     if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return math.nan

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from talk.lipsync import pearson as lipsync_pearson
+
 __all__ = ["MouthSync", "mouth_box", "pearson"]
 
 MARGIN = 0.2  # of the box size, on every side
@@ -32,13 +34,9 @@ LUMA = (0.299, 0.587, 0.114)
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson's r, NaN when either series is constant (or has fewer than 3 values)."""
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    if len(x) < 3:
-        return math.nan
-    x, y = x - x.mean(), y - y.mean()
-    den = math.sqrt(float((x * x).sum() * (y * y).sum()))
-    return float((x * y).sum() / den) if den > 1e-12 else math.nan
+    """Pearson's r (:func:`talk.lipsync.pearson`), NaN when either series is constant or has fewer than 3 values
+    (two frames always correlate perfectly)."""
+    return math.nan if len(x) < 3 else lipsync_pearson(np.asarray(x, np.float64), np.asarray(y, np.float64))
 
 
 def mouth_box(masks: np.ndarray, margin: float = MARGIN) -> tuple[int, int, int, int] | None:

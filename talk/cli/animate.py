@@ -234,14 +234,9 @@ def _defaults(audio: Path, checkpoint: Path | None, output: Path | None) -> tupl
     from talk.errors import UserError
 
     if checkpoint is None:
-        from talk.pretrained import DEFAULT_MODEL
+        from talk.pretrained import default_model
 
-        if not DEFAULT_MODEL.is_file():
-            raise UserError(
-                f"the default model {DEFAULT_MODEL} is missing from this installation; reinstall talk, or pass "
-                "--checkpoint with a model you trained (talk fit)."
-            )
-        checkpoint = DEFAULT_MODEL
+        checkpoint = default_model()
     if output is None:
         output = Path(audio.stem + ".mp4")
         if output.resolve() == audio.resolve():

@@ -90,9 +90,9 @@ def export_glb(
     if not Path(audio).is_file():
         raise UserError(f"audio file {audio} not found.")
     if checkpoint is None:
-        from talk.pretrained import DEFAULT_MODEL
+        from talk.pretrained import default_model
 
-        checkpoint = DEFAULT_MODEL
+        checkpoint = default_model()
     model = from_checkpoint(checkpoint, device)
     assets = model.require_assets()
     wav = torch.from_numpy(load_audio(Path(audio), sample_rate=assets.sample_rate))

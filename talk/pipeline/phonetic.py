@@ -32,9 +32,8 @@ from audio.features import AudioFeatures
 from motion.face.procedural.face import EXPRESSION_NAMES
 from motion.lm import Sampling
 from talk.pipeline.phone_decode import decode_phones
+from talk.synth.face import CONTACT_JAW  # the jaw angles of each speaker's calibrated lip contact
 
-# Jaw angles (radians) at which the lip contact is calibrated (as talk.synth.face.calibrate_lip_contact).
-CONTACT_JAW = (0.0, 0.03, 0.06, 0.1, 0.15, 0.25)
 CHUNK_SECONDS, REACH_SECONDS = 10.0, 2.0  # articulation windows, and how far from a window phones are read
 
 

@@ -130,11 +130,8 @@ class PortraitAnimator:
         self._renderer = TorchRasterizer(shading="normals")
         self._feather = _feather(fit.reference.shape[-1])
         self._shaded = TorchRasterizer() if side_by_side else None
-        # the crop at the photo's resolution, and the pixel centres of its grid (grid_sample, align_corners=False)
+        # the crop at the photo's resolution
         self._crop = torch.from_numpy(crop_square(fit.photo, *fit.box)).permute(2, 0, 1).float().div_(255.0)
-        side = self._crop.shape[-1]
-        centres = (torch.arange(side, dtype=torch.float32) * 2 + 1) / side - 1
-        self._grid = torch.stack(torch.meshgrid(centres, centres, indexing="xy"), dim=-1)[None]  # [1, s, s, 2]
 
     @classmethod
     def from_photo(
@@ -156,23 +153,31 @@ class PortraitAnimator:
     @torch.inference_mode()
     def frame(self, mesh: Tensor) -> np.ndarray:
         """One camera-space mesh ``[V + M, 3]`` -> the photo with the generated crop pasted in, ``[H, W, 3]`` uint8."""
+        return self.compose(mesh, *self.crop(mesh))
+
+    @torch.inference_mode()
+    def crop(self, mesh: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The generator's crop ``[3, S, S]`` for one camera-space mesh, and the inputs it was given
+        (:func:`render.portrait_inputs.portrait_inputs`)."""
         from render.portrait_inputs import portrait_inputs
 
         fit = self.fit
         x = portrait_inputs(
-            fit.reference,
-            fit.source,
-            mesh.float(),
-            self.faces,
-            self.mouth_faces,
-            fit.camera,
-            renderer=self._renderer,
-        )
+            fit.reference, fit.source, mesh.float(), self.faces, self.mouth_faces, fit.camera, renderer=self._renderer
+        )  # fmt: skip
         out = self.generator(
             x["warped"][None], fit.reference[None], x["normals"][None], x["depth"][None], x["mask"][None],
             x["mouth_mask"][None], x["flow"][None],
         ).image[0]  # fmt: skip
-        frame = _paste(fit.photo, fit.box, self.full_resolution(out, x["warped"], x["flow"]), self._feather)
+        return out, x
+
+    @torch.inference_mode()
+    def compose(self, mesh: Tensor, generated: Tensor, inputs: dict[str, Tensor]) -> np.ndarray:
+        """The video frame of :meth:`crop`'s output: the crop at the photo's resolution pasted into the photo (and
+        the mesh render beside it with ``side_by_side``)."""
+        fit = self.fit
+        crop = self.full_resolution(generated, inputs["warped"], inputs["flow"])
+        frame = _paste(fit.photo, fit.box, crop, self._feather)
         if self._shaded is None:
             return frame
         render = self._shaded.render(mesh[None].float(), self.faces, fit.camera).image[0, ..., :3]  # [s, s, 3]
@@ -186,11 +191,14 @@ class PortraitAnimator:
         """The generated crop ``[3, S, S]`` at the photo's resolution ``[3, s, s]``: the photo's own crop warped by the
         flow (smooth, so it upsamples exactly enough) plus the generator's correction of the warp, upsampled. A still
         face is the photo itself, sharp; only what the generator adds (mouth interior, seams) has its resolution."""
+        from render.flow import displacement_to_grid
+        from render.warp import warp
+
         side = self._crop.shape[-1]
         up = {"size": (side, side), "mode": "bilinear", "align_corners": False}
-        grid = self._grid + F_.interpolate(flow[None].float(), **up).permute(0, 2, 3, 1)
-        sharp = F_.grid_sample(self._crop[None], grid, mode="bilinear", padding_mode="border", align_corners=False)
-        correction = F_.interpolate((generated - warped)[None].float(), antialias=False, **up)
+        pixels = F_.interpolate(flow[None].float(), **up) * (side / 2.0)  # grid units (2 = the side) -> pixels
+        sharp = warp(self._crop[None], displacement_to_grid(pixels))
+        correction = F_.interpolate((generated - warped)[None].float(), **up)
         return (sharp + correction)[0].clamp_(0.0, 1.0)
 
     def frames(self, pieces: Iterable[Tensor]) -> Iterator[np.ndarray]:

@@ -11,4 +11,16 @@ from pathlib import Path
 
 DEFAULT_MODEL = Path(__file__).with_name("default.pt")
 
-__all__ = ["DEFAULT_MODEL"]
+__all__ = ["DEFAULT_MODEL", "default_model"]
+
+
+def default_model() -> Path:
+    """:data:`DEFAULT_MODEL`, or a one-line error when the installation lacks it (what ``--checkpoint`` defaults to)."""
+    from talk.errors import UserError
+
+    if not DEFAULT_MODEL.is_file():
+        raise UserError(
+            f"the default model {DEFAULT_MODEL} is missing from this installation; reinstall talk, or pass "
+            "--checkpoint with a model you trained (talk fit)."
+        )
+    return DEFAULT_MODEL

@@ -26,6 +26,9 @@ from talk.synth.articulation import LipContact
 _JAW = 2  # FLAME joint order: root, neck, jaw, left eye, right eye
 
 
+CONTACT_JAW = (0.0, 0.03, 0.06, 0.1, 0.15, 0.25)  # jaw angles (radians) at which lip contact is calibrated
+
+
 class FaceModelError(UserError, ValueError):
     """The face-model files do not have what the generator needs."""
 
@@ -156,7 +159,7 @@ def calibrate_lip_contact(
             closed).
         lower: ``[n]`` matching lower-lip ids.
     """
-    jaw = np.asarray([0.0, 0.03, 0.06, 0.1, 0.15, 0.25])
+    jaw = np.asarray(CONTACT_JAW)
     expr = np.zeros((2 * len(jaw), face.n_expression))
     expr[1::2, EXPRESSION_NAMES.index("lip_press")] = 1.0
     pose = np.zeros((2 * len(jaw), 3))

@@ -121,8 +121,8 @@ def add_recordings(out_dir: str | Path, folder: str | Path, progress: bool = Tru
         paths = {kind: root / folder_ / f"{name}.{ext}" for kind, (folder_, ext) in
                  {"wav": ("wav", "wav"), "npy": ("vertices_npy", "npy"), "npz": ("flame", "npz"),
                   "lab": ("phones", "lab")}.items()}  # fmt: skip
-        audio = load_audio(rec.audio, rate)
         if not all(p.is_file() for p in paths.values()):
+            audio = load_audio(rec.audio, rate)
             phones = phone_labels(rec, audio, rate)
             if spk.name not in contacts:
                 contacts[spk.name] = calibrate_lip_contact(face, np.asarray(spk.shape), *lips)
@@ -140,7 +140,8 @@ def add_recordings(out_dir: str | Path, folder: str | Path, progress: bool = Tru
         frames = int(np.load(paths["npy"], mmap_mode="r").shape[0])
         records.append({"name": name, "subject": spk.name, "sentence": f"sentence{sentence + 1:02d}",
                         "source": str(rec.audio), "labels": "labels" if rec.labels else "aligned transcript",
-                        "frames": frames, "duration": round(frames / FPS, 6), "samples": len(audio)})  # fmt: skip
+                        "frames": frames, "duration": round(frames / FPS, 6),
+                        "samples": sf.info(str(paths["wav"])).frames})  # fmt: skip
     meta["sequences"] = tts + records
     write_text_atomic(root / META_FILE, json.dumps(meta, indent=1, sort_keys=True))
     write_text_atomic(root / "flame_manifest.jsonl", flame_manifest(meta["sequences"], subjects))

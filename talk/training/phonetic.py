@@ -15,7 +15,7 @@ from motion.face.flame import FLAME
 from talk.data.batch import Batch
 from talk.errors import UserError
 from talk.pipeline.model import AudioToMotion
-from talk.pipeline.phonetic import CONTACT_JAW, PhoneClassifier, PhoneticGenerator
+from talk.pipeline.phonetic import PhoneClassifier, PhoneticGenerator
 from talk.training.base import LossParts, TalkModule
 
 IGNORE = -100  # frames without a label (padding)
@@ -45,23 +45,13 @@ def frame_labels(path: Path, phones: tuple[str, ...], frames: int, frame_rate: f
 @torch.no_grad()
 def calibrate_contact(face_model: FLAME, template: Tensor, upper: np.ndarray, lower: np.ndarray) -> Tensor:
     """``[K]`` lip_press that brings the middle half of the lips into vertical contact at each jaw angle of
-    ``CONTACT_JAW`` for the face ``template`` ``[V, 3]`` (the mesh is linear in lip_press at a fixed jaw, so the
-    least-squares press has a closed form from two meshes per angle; 0 at jaw 0, where the lips touch at rest)."""
-    from motion.face.procedural.face import EXPRESSION_NAMES
+    ``CONTACT_JAW`` for the face ``template`` ``[V, 3]``: :func:`talk.synth.face.calibrate_lip_contact`, the
+    calibration that made the training data, on the identity fitted to the template."""
+    from talk.synth.face import JawFace, calibrate_lip_contact
 
-    jaw = torch.tensor(CONTACT_JAW, dtype=torch.float32)
-    motion = torch.zeros(2 * len(jaw), face_model.num_motion_params)
-    motion[1::2, EXPRESSION_NAMES.index("lip_press")] = 1.0
-    motion[:, face_model.n_expression] = jaw.repeat_interleave(2)
-    template = template.float()
-    verts = (face_model.motion_offsets(motion[None], template[None])[0] + template).double()
-    n = len(upper)
-    mid = slice(n // 4, n - n // 4)
-    gap = verts[:, upper[mid], 1] - verts[:, lower[mid], 1]
-    g0, d = gap[0::2], gap[1::2] - gap[0::2]
-    press = -(g0 * d).sum(dim=1) / (d * d).sum(dim=1).clamp(min=1e-12)
-    press[0] = 0.0
-    return press.float()
+    shape = face_model.fit_shape(template.float()[None])[0].double().numpy()
+    contact = calibrate_lip_contact(JawFace.from_flame(face_model), shape, upper, lower)
+    return torch.from_numpy(contact.press).float()
 
 
 class PhoneticModule(TalkModule):
@@ -130,6 +120,7 @@ class PhoneticModule(TalkModule):
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.phones_dir = phones_dir
+        self._labels: dict[tuple[str, int], Tensor] = {}  # frame labels by (sequence, frames)
         if closure_weight <= 0:
             raise UserError(f"closure_weight must be positive, got {closure_weight}.")
         weights = torch.ones(len(phones))
@@ -195,12 +186,15 @@ class PhoneticModule(TalkModule):
         valid = [self.model.audio_encoder.num_frames(int(n)) for n in batch.audio_lengths]
         for b, name in enumerate(batch.names):
             path = folder / f"{name}.lab"
-            if not path.is_file():
+            if (name, valid[b]) not in self._labels and not path.is_file():
                 raise PhoneLabelError(
                     f"{path} is missing: the phonetic model trains on phone labels; build the data with "
                     "`talk data speech` (or `talk data synth`), or set model.init_args.phones_dir."
                 )
-            out[b, : valid[b]] = frame_labels(path, phones, valid[b])
+            key = (name, valid[b])
+            if key not in self._labels:  # read once: every epoch asks for the same sequences
+                self._labels[key] = frame_labels(path, phones, valid[b])
+            out[b, : valid[b]] = self._labels[key]
         return out.to(batch.audio.device)
 
     def _loss(self, batch: Batch) -> LossParts:

@@ -24,7 +24,34 @@ from talk.synth.portrait_dataset import PortraitClips
 STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
 
 
-class PortraitDataModule(L.LightningDataModule):
+class PortraitLoaders(L.LightningDataModule):
+    """The loaders of the portrait data modules: ``self.datasets[split]`` batched by ``batch_size`` samples with
+    ``num_workers`` worker processes, shuffled for training."""
+
+    datasets: dict
+    batch_size: int
+    num_workers: int
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)
+
+
+class PortraitDataModule(PortraitLoaders):
     """Train / val / test loaders over a portrait set written by ``talk data portraits --out ROOT``.
 
     Args:
@@ -91,21 +118,3 @@ class PortraitDataModule(L.LightningDataModule):
                 )
             reference = self.train_reference if split == "train" else "first"
             self.datasets[split] = PortraitClips(self.root, split, self.size, reference, self.falloff)
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)

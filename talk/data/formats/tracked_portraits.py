@@ -31,19 +31,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F_
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from motion.face.flame import FLAME, FLAMEParams
 from motion.face.flame_io import load_flame_masks, load_flame_model
 from render.camera import Camera
 from render.portrait_inputs import portrait_inputs
 from render.rasterizer import TorchRasterizer
-from talk.data.formats.portraits import STAGE_SPLITS
+from talk.data.formats.portraits import STAGE_SPLITS, PortraitLoaders
 from talk.data.formats.tracked_folder import (
     MissingVideoError,
     TrackedFolderError,
@@ -282,7 +281,7 @@ class TrackedClips(Dataset):
         }
 
 
-class TrackedPortraitDataModule(L.LightningDataModule):
+class TrackedPortraitDataModule(PortraitLoaders):
     """Train / val / test loaders over a ``talk track`` folder, for ``experiments/synthetic/portrait.yaml``'s model
     (``--data.class_path talk.data.formats.tracked_portraits.TrackedPortraitDataModule --data.init_args.root DIR``).
 
@@ -344,21 +343,3 @@ class TrackedPortraitDataModule(L.LightningDataModule):
             data = TrackedClips(self.root, split, self.size, reference, self.falloff, **self.options)
             self.datasets[split] = data
             self.clip_names = data.names
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
