@@ -44,10 +44,11 @@ HEAVY_LOADED = (
     + MARKER
     + "', ' '.join(h for h in heavy if any(m == h or m.startswith(h + '.') for m in sys.modules)))"
 )
-# Runs `talk <argv>` as `python -m talk.cli.main` does, then reports the heavy modules it loaded.
+# Runs `talk <argv>` as `python -m talk.cli.main` does (`main`, without the console script's quick exit, so that
+# the snippet can go on), then reports the heavy modules it loaded.
 CLI_MODULES = (
-    "import runpy, sys; sys.argv = ['talk', *{argv!r}]\n"
-    "try:\n    runpy.run_module('talk.cli.main', run_name='__main__')\nexcept SystemExit as e:\n"
+    "import sys; sys.argv = ['talk', *{argv!r}]; from talk.cli.main import main\n"
+    "try:\n    main()\nexcept SystemExit as e:\n"
     "    if e.code not in (None, 0):\n        raise\n"
 )
 

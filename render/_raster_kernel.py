@@ -153,6 +153,88 @@ def bin_faces(bbox, flags, band_height, n_bands):  # pragma: no cover
     return offsets, items
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def band_visibility(fixed, keys, inv_area, bbox, offsets, items, b, band, band_lo, band_hi, width):  # pragma: no cover
+    """The nearest face of every pixel of rows ``band_lo..band_hi`` of image ``b`` (band ``band`` of
+    :func:`bin_faces`): ``best`` ``[rows, W]`` float64 depth keys and ``ids`` ``[rows, W]`` int64 face ids (-1 where
+    empty). The key is affine in screen space, so the inner loop is three integer edge steps, one float add and a
+    compare. Band-local buffers stay in cache while every face of the band is drawn."""
+    best = np.full((band_hi - band_lo + 1, width), np.inf)
+    ids = np.full((band_hi - band_lo + 1, width), -1, np.int64)
+    for item in range(offsets[b, band], offsets[b, band + 1]):
+        f = items[item]
+        r_lo = max(bbox[b, f, 2], band_lo)
+        r_hi = min(bbox[b, f, 3], band_hi)
+        c_lo = bbox[b, f, 0]
+        c_hi = bbox[b, f, 1]
+        x0 = fixed[b, f, 0]
+        y0 = fixed[b, f, 1]
+        x1 = fixed[b, f, 2]
+        y1 = fixed[b, f, 3]
+        x2 = fixed[b, f, 4]
+        y2 = fixed[b, f, 5]
+        # Edge k is opposite vertex k; e_k(p) = (b - a) x (p - a) is vertex k's unnormalised weight.
+        bias0 = 0 if _is_top_left(x1, y1, x2, y2) else 1
+        bias1 = 0 if _is_top_left(x2, y2, x0, y0) else 1
+        bias2 = 0 if _is_top_left(x0, y0, x1, y1) else 1
+        step0 = -(y2 - y1) * SUB
+        step1 = -(y0 - y2) * SUB
+        step2 = -(y1 - y0) * SUB
+        k0 = keys[b, f, 0] * inv_area[b, f]
+        k1 = keys[b, f, 1] * inv_area[b, f]
+        k2 = keys[b, f, 2] * inv_area[b, f]
+        key_step = step0 * k0 + step1 * k1 + step2 * k2
+        px = c_lo * SUB + HALF
+        for r in range(r_lo, r_hi + 1):
+            py = r * SUB + HALF
+            e0 = (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)
+            e1 = (x0 - x2) * (py - y2) - (y0 - y2) * (px - x2)
+            e2 = (x1 - x0) * (py - y0) - (y1 - y0) * (px - x0)
+            key = e0 * k0 + e1 * k1 + e2 * k2
+            row = r - band_lo
+            for c in range(c_lo, c_hi + 1):
+                if (e0 - bias0) | (e1 - bias1) | (e2 - bias2) >= 0 and key < best[row, c]:
+                    best[row, c] = key
+                    ids[row, c] = f
+                e0 += step0
+                e1 += step1
+                e2 += step2
+                key += key_step
+    return best, ids
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def pixel_weights(fixed, keys, inv_area, flags, b, f, r, c, perspective):  # pragma: no cover
+    """Depth and barycentrics ``(z, w0, w1, w2)`` (float64; perspective-correct when ``perspective``, w.r.t. the
+    face's original vertex order) of face ``f`` of image ``b`` at the centre of pixel ``(r, c)``."""
+    x0 = fixed[b, f, 0]
+    y0 = fixed[b, f, 1]
+    x1 = fixed[b, f, 2]
+    y1 = fixed[b, f, 3]
+    x2 = fixed[b, f, 4]
+    y2 = fixed[b, f, 5]
+    px = c * SUB + HALF
+    py = r * SUB + HALF
+    scale = inv_area[b, f]
+    w0 = ((x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)) * scale
+    w1 = ((x0 - x2) * (py - y2) - (y0 - y2) * (px - x2)) * scale
+    w2 = ((x1 - x0) * (py - y0) - (y1 - y0) * (px - x0)) * scale
+    if perspective:
+        # screen weights * (1/depth_k), renormalised: perspective-correct; depth = 1 / sum
+        w0 *= -keys[b, f, 0]
+        w1 *= -keys[b, f, 1]
+        w2 *= -keys[b, f, 2]
+        z = 1.0 / (w0 + w1 + w2)
+        w0 *= z
+        w1 *= z
+        w2 *= z
+    else:
+        z = w0 * keys[b, f, 0] + w1 * keys[b, f, 1] + w2 * keys[b, f, 2]
+    if flags[b, f] == 1:  # vertices 1 and 2 were swapped in setup: undo it
+        return z, w0, w2, w1
+    return z, w0, w1, w2
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def raster_bands(
     fixed,
@@ -169,11 +251,8 @@ def raster_bands(
     face_ids,
     bary,
 ):  # pragma: no cover
-    """Visibility per band, then per-pixel resolve of depth and barycentrics.
-
-    The visibility pass keeps only the nearest face id and its depth key per pixel; the key is affine in screen
-    space, so the inner loop is three integer edge steps, one float add and a compare. Barycentrics and depth are
-    computed once per pixel, for the visible face only.
+    """Visibility per band (:func:`band_visibility`), then a per-pixel resolve of depth and barycentrics
+    (:func:`pixel_weights`), computed once per pixel for the visible face only.
 
     Args:
         fixed, keys, inv_area, bbox, flags: outputs of :func:`setup_faces`.
@@ -193,52 +272,9 @@ def raster_bands(
         band = band_order[t - b * n_bands]
         band_lo = band * band_height
         band_hi = min(band_lo + band_height, height) - 1
-        # Band-local buffers stay in cache while every face of the band is drawn.
-        best = np.full((band_hi - band_lo + 1, width), np.inf)
-        ids = np.full((band_hi - band_lo + 1, width), -1, np.int64)
-        for item in range(offsets[b, band], offsets[b, band + 1]):
-            f = items[item]
-            r_lo = max(bbox[b, f, 2], band_lo)
-            r_hi = min(bbox[b, f, 3], band_hi)
-            c_lo = bbox[b, f, 0]
-            c_hi = bbox[b, f, 1]
-            x0 = fixed[b, f, 0]
-            y0 = fixed[b, f, 1]
-            x1 = fixed[b, f, 2]
-            y1 = fixed[b, f, 3]
-            x2 = fixed[b, f, 4]
-            y2 = fixed[b, f, 5]
-            # Edge k is opposite vertex k; e_k(p) = (b - a) x (p - a) is vertex k's unnormalised weight.
-            bias0 = 0 if _is_top_left(x1, y1, x2, y2) else 1
-            bias1 = 0 if _is_top_left(x2, y2, x0, y0) else 1
-            bias2 = 0 if _is_top_left(x0, y0, x1, y1) else 1
-            step0 = -(y2 - y1) * SUB
-            step1 = -(y0 - y2) * SUB
-            step2 = -(y1 - y0) * SUB
-            k0 = keys[b, f, 0] * inv_area[b, f]
-            k1 = keys[b, f, 1] * inv_area[b, f]
-            k2 = keys[b, f, 2] * inv_area[b, f]
-            key_step = step0 * k0 + step1 * k1 + step2 * k2
-            px = c_lo * SUB + HALF
-            for r in range(r_lo, r_hi + 1):
-                py = r * SUB + HALF
-                e0 = (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)
-                e1 = (x0 - x2) * (py - y2) - (y0 - y2) * (px - x2)
-                e2 = (x1 - x0) * (py - y0) - (y1 - y0) * (px - x0)
-                key = e0 * k0 + e1 * k1 + e2 * k2
-                row = r - band_lo
-                for c in range(c_lo, c_hi + 1):
-                    if (e0 - bias0) | (e1 - bias1) | (e2 - bias2) >= 0 and key < best[row, c]:
-                        best[row, c] = key
-                        ids[row, c] = f
-                    e0 += step0
-                    e1 += step1
-                    e2 += step2
-                    key += key_step
-        # Resolve: exact barycentrics and depth of the visible face at each pixel centre.
+        _, ids = band_visibility(fixed, keys, inv_area, bbox, offsets, items, b, band, band_lo, band_hi, width)
         for r in range(band_lo, band_hi + 1):
             row = r - band_lo
-            py = r * SUB + HALF
             for c in range(width):
                 f = ids[row, c]
                 face_ids[b, r, c] = f
@@ -248,33 +284,8 @@ def raster_bands(
                     bary[b, r, c, 1] = 0.0
                     bary[b, r, c, 2] = 0.0
                     continue
-                x0 = fixed[b, f, 0]
-                y0 = fixed[b, f, 1]
-                x1 = fixed[b, f, 2]
-                y1 = fixed[b, f, 3]
-                x2 = fixed[b, f, 4]
-                y2 = fixed[b, f, 5]
-                px = c * SUB + HALF
-                scale = inv_area[b, f]
-                w0 = ((x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)) * scale
-                w1 = ((x0 - x2) * (py - y2) - (y0 - y2) * (px - x2)) * scale
-                w2 = ((x1 - x0) * (py - y0) - (y1 - y0) * (px - x0)) * scale
-                if perspective:
-                    # screen weights * (1/depth_k), renormalised: perspective-correct; depth = 1 / sum
-                    w0 *= -keys[b, f, 0]
-                    w1 *= -keys[b, f, 1]
-                    w2 *= -keys[b, f, 2]
-                    z = 1.0 / (w0 + w1 + w2)
-                    w0 *= z
-                    w1 *= z
-                    w2 *= z
-                else:
-                    z = w0 * keys[b, f, 0] + w1 * keys[b, f, 1] + w2 * keys[b, f, 2]
+                z, w0, w1, w2 = pixel_weights(fixed, keys, inv_area, flags, b, f, r, c, perspective)
                 zbuf[b, r, c] = z
                 bary[b, r, c, 0] = w0
-                if flags[b, f] == 1:  # vertices 1 and 2 were swapped in setup: undo it
-                    bary[b, r, c, 1] = w2
-                    bary[b, r, c, 2] = w1
-                else:
-                    bary[b, r, c, 1] = w1
-                    bary[b, r, c, 2] = w2
+                bary[b, r, c, 1] = w1
+                bary[b, r, c, 2] = w2

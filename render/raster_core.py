@@ -28,8 +28,10 @@ __all__ = [
     "rasterize_arrays",
     "shade_arrays",
     "draw",
+    "draw_uint8",
     "composite",
     "warm_up",
+    "warm_up_frames",
 ]
 
 ZNEAR = 1e-4  # metres; faces closer than this to the camera plane are dropped
@@ -67,6 +69,49 @@ def _kernels() -> tuple[ModuleType, ModuleType, ModuleType]:
     from render import _raster_kernel, _shade_kernel
 
     return numba, _raster_kernel, _shade_kernel
+
+
+@dataclass(frozen=True, eq=False)
+class _Setup:
+    """Triangle setup and band lists of one batch (:func:`render._raster_kernel.setup_faces` and ``bin_faces``):
+    the arguments ``raster_bands`` and ``draw_bands`` share."""
+
+    fixed: np.ndarray
+    keys: np.ndarray
+    inv_area: np.ndarray
+    bbox: np.ndarray
+    flags: np.ndarray
+    offsets: np.ndarray
+    items: np.ndarray
+    order: np.ndarray
+    band_height: int
+
+    def arguments(self) -> tuple:
+        return (self.fixed, self.keys, self.inv_area, self.bbox, self.flags, self.offsets, self.items, self.order,
+                self.band_height)  # fmt: skip
+
+
+def _setup(
+    uvz: np.ndarray, faces: np.ndarray, height: int, width: int, perspective: bool, cull: bool, znear: float
+) -> _Setup:
+    """Runs the serial passes (call it holding :data:`LAUNCH_LOCK`)."""
+    numba, raster, _ = _kernels()
+    n_batch, n_faces = uvz.shape[0], faces.shape[0]
+    fixed = np.empty((n_batch, n_faces, 6), np.int64)
+    keys = np.empty((n_batch, n_faces, 3), np.float64)
+    inv_area = np.empty((n_batch, n_faces), np.float64)
+    bbox = np.empty((n_batch, n_faces, 4), np.int64)
+    flags = np.empty((n_batch, n_faces), np.int8)
+    raster.setup_faces(
+        uvz, faces, height, width, bool(cull), bool(perspective), float(znear), fixed, keys, inv_area, bbox, flags
+    )
+    n_threads = numba.get_num_threads()
+    # Bands of <= 16 rows keep the band-local z-buffer in cache; >= ~4 bands per thread balance the load.
+    band_height = max(1, min(16, -(-height // (4 * n_threads))))
+    n_bands = -(-height // band_height)
+    offsets, items = raster.bin_faces(bbox, flags, band_height, n_bands)
+    order = _band_order(n_bands, n_threads)
+    return _Setup(fixed, keys, inv_area, bbox, flags, offsets, items, order, band_height)
 
 
 @dataclass(frozen=True)
@@ -136,44 +181,17 @@ def rasterize_arrays(
 ) -> RasterArrays:
     """Z-buffer rasterization of ``uvz`` ``[B,V,3]`` (pixels and depth, float64) with ``faces`` ``[F,3]`` (int64,
     in range: the caller checks). See :func:`render.rasterizer.rasterize`."""
-    numba, raster, _ = _kernels()
+    _, raster, _ = _kernels()
     uvz = np.ascontiguousarray(uvz, np.float64)
     faces = np.ascontiguousarray(faces, np.int64)
-    n_batch, n_faces = uvz.shape[0], faces.shape[0]
-    fixed = np.empty((n_batch, n_faces, 6), np.int64)
-    keys = np.empty((n_batch, n_faces, 3), np.float64)
-    inv_area = np.empty((n_batch, n_faces), np.float64)
-    bbox = np.empty((n_batch, n_faces, 4), np.int64)
-    flags = np.empty((n_batch, n_faces), np.int8)
+    n_batch = uvz.shape[0]
     zbuf = np.empty((n_batch, height, width), np.float32)  # every pixel is written by the kernel
     face_ids = np.empty((n_batch, height, width), np.int64)
     bary = np.empty((n_batch, height, width, 3), np.float32)
-    cull, persp = bool(cull_backfaces), bool(perspective)
     with LAUNCH_LOCK:
-        raster.setup_faces(
-            uvz, faces, height, width, cull, persp, float(znear), fixed, keys, inv_area, bbox, flags
-        )
-        n_threads = numba.get_num_threads()
-        # Bands of <= 16 rows keep the band-local z-buffer in cache; >= ~4 bands per thread balance the load.
-        band_height = max(1, min(16, -(-height // (4 * n_threads))))
-        n_bands = -(-height // band_height)
-        offsets, items = raster.bin_faces(bbox, flags, band_height, n_bands)
-        order = _band_order(n_bands, n_threads)
-        raster.raster_bands(
-            fixed,
-            keys,
-            inv_area,
-            bbox,
-            flags,
-            offsets,
-            items,
-            order,
-            band_height,
-            persp,
-            zbuf,
-            face_ids,
-            bary,
-        )
+        setup = _setup(uvz, faces, height, width, perspective, cull_backfaces, znear)
+        raster.raster_bands(*setup.arguments(), bool(perspective), zbuf, face_ids, bary)
+    flags = setup.flags
     return RasterArrays(face_ids, bary, zbuf, flags)
 
 
@@ -202,30 +220,44 @@ def shade_arrays(
     """
     _, _, shade = _kernels()
     n_batch, height, width = frags.face_ids.shape
-    colors = np.zeros((0, normals.shape[1], 3), np.float32) if colors is None else colors
+    faces, normals, colors, albedo, mode, light, constants, background, focal = _shading_arguments(
+        faces, normals, shading, focal, n_batch, colors
+    )
     image = np.empty((n_batch, height, width, 4), np.float32)
     with LAUNCH_LOCK:
         shade.shade_pixels(
-            frags.face_ids,
-            frags.bary,
-            np.ascontiguousarray(faces, np.int64),
-            np.ascontiguousarray(normals, np.float32),
-            np.ascontiguousarray(colors, np.float32),
-            np.asarray(DEFAULT_ALBEDO, np.float64),
-            frags.flags == 1,
-            SHADING_MODES.index(shading.mode),
-            np.asarray(shading.light, np.float64),
-            float(shading.ambient),
-            float(shading.specular),
-            float(shading.shininess),
-            np.asarray(shading.background, np.float64),
-            bool(orthographic),
-            np.ascontiguousarray(np.broadcast_to(np.asarray(focal, np.float64).reshape(-1), (n_batch,))),
-            float(center[0]),
-            float(center[1]),
-            image,
-        )
+            frags.face_ids, frags.bary, faces, normals, colors, albedo, frags.flags == 1, mode, light, *constants,
+            background, bool(orthographic), focal, float(center[0]), float(center[1]), image,
+        )  # fmt: skip
     return image
+
+
+def _shading_arguments(
+    faces: np.ndarray,
+    normals: np.ndarray,
+    shading: Shading,
+    focal: np.ndarray,
+    n_batch: int,
+    colors: np.ndarray | None,
+) -> tuple:
+    """The arguments of :func:`render._shade_kernel.shade_pixel` that every shading kernel passes on, as arrays of
+    the kernel's dtypes: faces, normals, colours, albedo, mode, light, (ambient, specular, shininess, integer
+    exponent), background and focal lengths."""
+    _, _, shade = _kernels()
+    shininess = float(shading.shininess)
+    return (
+        np.ascontiguousarray(faces, np.int64),
+        np.ascontiguousarray(normals, np.float32),
+        np.ascontiguousarray(
+            np.zeros((0, normals.shape[1], 3), np.float32) if colors is None else colors, np.float32
+        ),
+        np.asarray(DEFAULT_ALBEDO, np.float64),
+        SHADING_MODES.index(shading.mode),
+        np.asarray(shading.light, np.float64),
+        (float(shading.ambient), float(shading.specular), shininess, shade.exponent_of(shininess)),
+        np.asarray(shading.background, np.float64),
+        np.ascontiguousarray(np.broadcast_to(np.asarray(focal, np.float64).reshape(-1), (n_batch,))),
+    )
 
 
 def draw(
@@ -253,6 +285,36 @@ def draw(
     return image, frags
 
 
+def draw_uint8(
+    projected: Projected,
+    faces: np.ndarray,
+    shading: Shading,
+    colors: np.ndarray | None = None,
+    cull_backfaces: bool = False,
+) -> np.ndarray:
+    """The frames ``[B,H,W,3]`` uint8 of ``projected`` meshes over ``shading.background``: what
+    ``composite(draw(...)[0], shading.background)`` gives, bit for bit, in one pass that writes neither fragments
+    nor the float image (about a fifth faster; :mod:`render._draw_kernel`). For video."""
+    from render import _draw_kernel
+
+    height, width = (int(x) for x in projected.image_size)
+    uvz = np.ascontiguousarray(projected.uvz, np.float64)
+    n_batch = uvz.shape[0]
+    faces, normals, colors, albedo, mode, light, constants, background, focal = _shading_arguments(
+        faces, projected.normals, shading, projected.focal, n_batch, colors
+    )
+    out = np.empty((n_batch, height, width, 3), np.uint8)
+    perspective = not projected.orthographic
+    with LAUNCH_LOCK:
+        setup = _setup(uvz, faces, height, width, perspective, cull_backfaces, ZNEAR)
+        _draw_kernel.draw_bands(
+            *setup.arguments(), perspective, faces, normals, colors, albedo, mode, light, *constants,
+            bool(projected.orthographic), background, focal, float(projected.center[0]),
+            float(projected.center[1]), out,
+        )  # fmt: skip
+    return out
+
+
 def composite(image: np.ndarray, background: tuple[float, float, float]) -> np.ndarray:
     """RGBA ``[B,H,W,4]`` float32 over a background colour, quantised: ``[B,H,W,3]`` uint8."""
     _, _, shade = _kernels()
@@ -262,13 +324,23 @@ def composite(image: np.ndarray, background: tuple[float, float, float]) -> np.n
     return out
 
 
+def _triangle() -> tuple[Projected, np.ndarray]:
+    """A one-triangle 8x8 frame and its faces: what the warm-ups draw."""
+    normals = np.tile(np.array([0.0, 0.0, 1.0], np.float32), (1, 3, 1))
+    uvz = np.array([[[1.0, 1.0, 1.0], [6.0, 1.0, 1.0], [1.0, 6.0, 1.0]]])
+    return Projected(uvz, normals, np.ones(1), (4.0, 4.0), (8, 8), False), np.array([[0, 1, 2]], np.int64)
+
+
 def warm_up() -> None:
     """Runs every kernel once on a one-triangle frame, so that numba has loaded them (from its cache, or compiled
     them) before the first real frame: about a second on a cold process, most of it numba's own start-up."""
-    normals = np.tile(np.array([0.0, 0.0, 1.0], np.float32), (1, 3, 1))
-    uvz = np.array([[[1.0, 1.0, 1.0], [6.0, 1.0, 1.0], [1.0, 6.0, 1.0]]])
-    frame = Projected(uvz, normals, np.ones(1), (4.0, 4.0), (8, 8), False)
-    faces = np.array([[0, 1, 2]], np.int64)
+    frame, faces = _triangle()
     for colors in (None, np.full((1, 3, 3), 0.5, np.float32)):
         image, _ = draw(frame, faces, Shading(), colors)
+        draw_uint8(frame, faces, Shading(), colors)
     composite(image, (1.0, 1.0, 1.0))
+
+
+def warm_up_frames() -> None:
+    """:func:`warm_up` of :func:`draw_uint8` alone (a render process draws only frames)."""
+    draw_uint8(*_triangle(), Shading())

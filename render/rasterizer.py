@@ -26,7 +26,16 @@ import torch
 from torch import Tensor
 
 from render.camera import Camera
-from render.raster_core import ZNEAR, Projected, RasterArrays, Shading, composite, draw, rasterize_arrays
+from render.raster_core import (
+    ZNEAR,
+    Projected,
+    RasterArrays,
+    Shading,
+    composite,
+    draw,
+    draw_uint8,
+    rasterize_arrays,
+)  # fmt: skip
 from render.shading import check_shading_options, vertex_normals
 
 __all__ = ["Fragments", "RenderOutput", "MeshRenderer", "TorchRasterizer", "rasterize", "to_uint8", "ZNEAR"]
@@ -91,6 +100,13 @@ class MeshRenderer(ABC):
             camera: a camera batch of 1 or B.
             colors: optional ``[B,V,3]`` or ``[V,3]`` per-vertex albedo in [0,1].
         """
+
+    def render_uint8(
+        self, vertices: Tensor, faces: Tensor, camera: Camera, colors: Tensor | None = None
+    ) -> np.ndarray:
+        """Video frames ``[B,H,W,3]`` uint8: :meth:`render` over the renderer's ``background`` colour (white if it
+        has none), as :func:`to_uint8` composites it. Backends may do it in one pass."""
+        return to_uint8(self.render(vertices, faces, camera, colors), getattr(self, "background", (1.0, 1.0, 1.0)))
 
 
 def rasterize(
@@ -214,17 +230,7 @@ class TorchRasterizer(MeshRenderer):
         """Render ``[B,V,3]`` vertices (``[V,3]`` is treated as B=1); see :meth:`MeshRenderer.render`."""
         vertices, faces = _check_mesh(vertices, faces)  # once per frame: it scans every face index
         projected = self._project(vertices, faces, camera)
-        n_batch, n_verts = projected.uvz.shape[:2]
-        colors_np = None
-        if colors is not None:
-            colors = colors.detach().to("cpu", torch.float32)
-            colors = colors[None] if colors.ndim == 2 else colors
-            if colors.ndim != 3 or colors.shape[1:] != (n_verts, 3) or colors.shape[0] not in (1, n_batch):
-                raise ValueError(
-                    f"TorchRasterizer.render: `colors` must be [V,3] or [B,V,3] with V={n_verts}, got "
-                    f"{tuple(colors.shape)}."
-                )
-            colors_np = colors.numpy()
+        colors_np = _colors(colors, projected)
         image, arrays = draw(projected, faces.numpy(), self.settings, colors_np, self.cull_backfaces)
         frags = _fragments(arrays)
         return RenderOutput(
@@ -239,6 +245,33 @@ class TorchRasterizer(MeshRenderer):
                 else None
             ),
         )
+
+
+    def render_uint8(
+        self, vertices: Tensor, faces: Tensor, camera: Camera, colors: Tensor | None = None
+    ) -> np.ndarray:
+        """:meth:`MeshRenderer.render_uint8` in one pass (:func:`render.raster_core.draw_uint8`: the same frames,
+        bit for bit, about a fifth sooner), as :mod:`render.worker` draws them."""
+        vertices, faces = _check_mesh(vertices, faces)
+        projected = self._project(vertices, faces, camera)
+        return draw_uint8(
+            projected, faces.numpy(), self.settings, _colors(colors, projected), self.cull_backfaces
+        )
+
+
+def _colors(colors: Tensor | None, projected: Projected) -> np.ndarray | None:
+    """Per-vertex albedo ``[V,3]`` or ``[B,V,3]`` as the kernels take it, ``[1 or B,V,3]`` float32, checked."""
+    if colors is None:
+        return None
+    n_batch, n_verts = projected.uvz.shape[:2]
+    colors = colors.detach().to("cpu", torch.float32)
+    colors = colors[None] if colors.ndim == 2 else colors
+    if colors.ndim != 3 or colors.shape[1:] != (n_verts, 3) or colors.shape[0] not in (1, n_batch):
+        raise ValueError(
+            f"TorchRasterizer.render: `colors` must be [V,3] or [B,V,3] with V={n_verts}, got "
+            f"{tuple(colors.shape)}."
+        )
+    return colors.numpy()
 
 
 def _pixel_normals(normals: Tensor, faces: Tensor, frags: Fragments) -> Tensor:

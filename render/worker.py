@@ -3,11 +3,11 @@
 Why: a command-line run of ``talk animate`` pays two start-ups one after the other, torch's import (2-3.5 s on a
 small machine) and numba's (about 1.2 s to load the cached kernels: numba builds its type registries and imports
 scipy.linalg). :meth:`RenderWorker.start` launches ``python -m render.worker`` before the caller imports torch;
-the worker loads and warms the kernels (:func:`render.raster_core.warm_up`) on another core while the caller
+the worker loads and warms its kernel (:func:`render.raster_core.warm_up_frames`) on another core while the caller
 imports torch, loads the model and generates. The caller then projects each frame in torch
 (:meth:`render.rasterizer.TorchRasterizer.project`, a fraction of a millisecond) and sends the projected vertices
-and normals; the worker draws them with the same array core as :class:`~render.rasterizer.TorchRasterizer` (so
-the frames are the same, bit for bit) and streams them into a :class:`render.video.VideoWriter`.
+and normals; the worker draws them with :func:`render.raster_core.draw_uint8`, as
+:meth:`~render.rasterizer.TorchRasterizer.render_uint8` does (so the frames are the same, bit for bit) and streams them into a :class:`render.video.VideoWriter`.
 
 Protocol (stdin of the worker; every message is a 4-byte tag, an 8-byte little-endian length and the payload):
 
@@ -230,10 +230,10 @@ def _serve(stdin: BinaryIO, stdout: IO[bytes]) -> None:
 
     import numpy as np
 
-    from render.raster_core import Projected, Shading, composite, draw, warm_up
+    from render.raster_core import Projected, Shading, draw_uint8, warm_up_frames
     from render.video import VideoWriter
 
-    warm_up()
+    warm_up_frames()
     with ExitStack() as stack:
         writer, settings, faces = None, {}, None
         while True:
@@ -260,12 +260,12 @@ def _serve(stdin: BinaryIO, stdout: IO[bytes]) -> None:
                 focal = np.frombuffer(payload, np.float64, n)
                 uvz = np.frombuffer(payload, np.float64, n * v * 3, 8 * n).reshape(n, v, 3)
                 normals = np.frombuffer(payload, np.float32, n * v * 3, 8 * n * (1 + v * 3)).reshape(n, v, 3)
-                frame = Projected(
-                    uvz, normals, focal, tuple(settings["center"]), tuple(settings["image_size"]),
-                    settings["orthographic"],
-                )  # fmt: skip
-                image, _ = draw(frame, faces, settings["shading"], None, settings["cull_backfaces"])
-                writer.write(composite(image, settings["shading"].background))
+                for i in range(n):  # one frame at a time: a one-frame z-buffer stays in cache
+                    frame = Projected(
+                        uvz[i : i + 1], normals[i : i + 1], focal[i : i + 1], tuple(settings["center"]),
+                        tuple(settings["image_size"]), settings["orthographic"],
+                    )  # fmt: skip
+                    writer.write(draw_uint8(frame, faces, settings["shading"], None, settings["cull_backfaces"]))
             elif tag == b"DONE":
                 frames = writer.n_frames
                 stack.close()  # finishes the video: mux, flush, move into place

@@ -255,7 +255,7 @@ def animate(
         head_seed: Seed of the head motion.
     """
     from audio.io import load_audio
-    from render import TorchRasterizer, VideoWriter, fit_camera, to_uint8
+    from render import TorchRasterizer, VideoWriter, fit_camera
 
     start = time.perf_counter()
     if size < 16 or size % 2:
@@ -343,15 +343,15 @@ def animate(
         with writer:
             for piece in pieces:
                 piece = piece.cpu()
-                for i in range(piece.shape[0]):
+                if remote:  # projected in one batch, drawn one frame at a time by the worker
+                    writer.write(renderer.project(piece, faces, camera))
+                for i in range(0 if remote else piece.shape[0]):
                     frame = piece[i : i + 1]
-                    if remote:
-                        writer.write(renderer.project(frame, faces, camera))
-                    elif comparer is not None:
+                    if comparer is not None:
                         truth = ground_truth[min(t + i, ground_truth.shape[0] - 1)][None]
                         writer.write(comparer.compare(frame, truth, faces, camera, caption=subject or ""))
                     else:
-                        writer.write(to_uint8(renderer.render(frame, faces, camera), background))
+                        writer.write(renderer.render_uint8(frame, faces, camera))
                 if meshes is not None:
                     meshes.write(piece)
                 if ground_truth is not None and t < ground_truth.shape[0]:

@@ -239,3 +239,47 @@ def test_concurrent_renders_from_python_threads():
     with ThreadPoolExecutor(4) as pool:
         images = list(pool.map(lambda _: renderer.render(v, f, cam).image, range(16)))
     assert all(torch.equal(image, expected) for image in images)
+
+
+def _sphere(rings: int = 12, segments: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """A closed UV sphere with jittered vertices (smooth normals, faces of every orientation)."""
+    theta = torch.linspace(0, torch.pi, rings + 1)[1:-1, None]
+    phi = torch.linspace(0, 2 * torch.pi, segments + 1)[None, :-1]
+    ring = [theta.sin() * phi.cos(), theta.cos().expand(rings - 1, segments), theta.sin() * phi.sin()]
+    ring = torch.stack(ring, -1)
+    v = torch.cat([torch.tensor([[0.0, 1.0, 0.0]]), ring.reshape(-1, 3), torch.tensor([[0.0, -1.0, 0.0]])])
+    v = v * (1 + 0.05 * torch.rand(v.shape[0], 1, generator=torch.Generator().manual_seed(0)))
+    faces, s, last = [], segments, v.shape[0] - 1
+    for j in range(s):
+        faces.append((0, 1 + (j + 1) % s, 1 + j))
+        faces.append((last, 1 + (rings - 2) * s + j, 1 + (rings - 2) * s + (j + 1) % s))
+    for i in range(rings - 2):
+        for j in range(s):
+            a, b = 1 + i * s + j, 1 + i * s + (j + 1) % s
+            faces += [(a, b, b + s), (a, b + s, a + s)]
+    return v, torch.tensor(faces)
+
+
+@pytest.mark.parametrize("shading", ["phong", "lambert", "normals"])
+@pytest.mark.parametrize(
+    ("orthographic", "cull", "colours"), [(False, False, None), (True, True, 1), (False, True, 2)]
+)
+def test_render_uint8_is_to_uint8_of_render_bit_for_bit(shading, orthographic, cull, colours):
+    # the one-pass frame kernel (talk animate, the render process) against rasterize + shade + composite
+    import dataclasses
+
+    v, f = _sphere()
+    batch = torch.stack([v, v.flip(-1) * 0.8])
+    cam = Camera.look_at(eye=(1.8, 1.2, 4.8), image_size=(40, 52))
+    cam = dataclasses.replace(cam, orthographic=True, focal=20.0) if orthographic else cam
+    colors = (
+        None
+        if colours is None
+        else torch.rand(colours, v.shape[0], 3, generator=torch.Generator().manual_seed(1))
+    )
+    renderer = TorchRasterizer(shading, background=(0.2, 0.5, 0.9), shininess=7.5, cull_backfaces=cull)
+    reference = to_uint8(renderer.render(batch, f, cam, colors), renderer.background)
+    frames = renderer.render_uint8(batch, f, cam, colors)
+    assert frames.dtype == np.uint8 and frames.shape == (2, 40, 52, 3)
+    assert 0.2 < (frames != np.array([51, 128, 230], np.uint8)).any(-1).mean() < 0.8  # the sphere is in view
+    assert np.array_equal(frames, reference)

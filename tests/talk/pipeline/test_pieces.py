@@ -127,20 +127,23 @@ def test_regression_pieces_equal_generate(window):
         assert torch.isfinite(whole).all() and not torch.allclose(whole, full)
 
 
-class _Recorder:
-    """A renderer that records the frames and camera it is given (and draws them with the real rasterizer)."""
+def _recorder():  # noqa: ANN202
+    from render import MeshRenderer, TorchRasterizer
 
-    def __init__(self) -> None:
-        from render import TorchRasterizer
+    class Recorder(MeshRenderer):
+        """A renderer that records the frames and camera it is given (and draws them with the real rasterizer)."""
 
-        self.renderer = TorchRasterizer()
-        self.background = self.renderer.background
-        self.frames, self.cameras = [], []
+        def __init__(self) -> None:
+            self.renderer = TorchRasterizer()
+            self.background = self.renderer.background
+            self.frames, self.cameras = [], []
 
-    def render(self, vertices, faces, camera):  # noqa: ANN001, ANN201
-        self.frames.append(vertices.clone())
-        self.cameras.append(camera)
-        return self.renderer.render(vertices, faces, camera)
+        def render(self, vertices, faces, camera, colors=None):  # noqa: ANN001, ANN201
+            self.frames.append(vertices.clone())
+            self.cameras.append(camera)
+            return self.renderer.render(vertices, faces, camera)
+
+    return Recorder()
 
 
 @pytest.mark.parametrize(
@@ -152,7 +155,7 @@ def test_animate_renders_and_exports_the_generated_sequence_with_its_camera(kind
 
     model = _flagship(decode_latent="expected") if kind == "flagship" else _regression(window=20)
     whole = _generate(model, _speech_file(tmp_path / "speech.wav", 2.3))
-    recorder = _Recorder()
+    recorder = _recorder()
     result = animate(model, tmp_path / "speech.wav", tmp_path / "a.mp4", renderer=recorder, size=16,
                      export_meshes=tmp_path / "meshes", mesh_format="npz", piece_seconds=piece_seconds)  # fmt: skip
     exported = torch.from_numpy(np.load(tmp_path / "meshes" / "meshes.npz")["vertices"])
