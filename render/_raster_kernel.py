@@ -153,6 +153,12 @@ def bin_faces(bbox, flags, band_height, n_bands):  # pragma: no cover
     return offsets, items
 
 
+@njit(cache=True, inline="always")
+def _corners(fixed, b, f):  # pragma: no cover
+    # the snapped corners x0, y0, x1, y1, x2, y2 of face f of image b
+    return fixed[b, f, 0], fixed[b, f, 1], fixed[b, f, 2], fixed[b, f, 3], fixed[b, f, 4], fixed[b, f, 5]
+
+
 @njit(cache=True, error_model="numpy", inline="always")
 def band_visibility(fixed, keys, inv_area, bbox, offsets, items, b, band, band_lo, band_hi, width):  # pragma: no cover
     """The nearest face of every pixel of rows ``band_lo..band_hi`` of image ``b`` (band ``band`` of
@@ -167,12 +173,7 @@ def band_visibility(fixed, keys, inv_area, bbox, offsets, items, b, band, band_l
         r_hi = min(bbox[b, f, 3], band_hi)
         c_lo = bbox[b, f, 0]
         c_hi = bbox[b, f, 1]
-        x0 = fixed[b, f, 0]
-        y0 = fixed[b, f, 1]
-        x1 = fixed[b, f, 2]
-        y1 = fixed[b, f, 3]
-        x2 = fixed[b, f, 4]
-        y2 = fixed[b, f, 5]
+        x0, y0, x1, y1, x2, y2 = _corners(fixed, b, f)
         # Edge k is opposite vertex k; e_k(p) = (b - a) x (p - a) is vertex k's unnormalised weight.
         bias0 = 0 if _is_top_left(x1, y1, x2, y2) else 1
         bias1 = 0 if _is_top_left(x2, y2, x0, y0) else 1
@@ -207,12 +208,7 @@ def band_visibility(fixed, keys, inv_area, bbox, offsets, items, b, band, band_l
 def pixel_weights(fixed, keys, inv_area, flags, b, f, r, c, perspective):  # pragma: no cover
     """Depth and barycentrics ``(z, w0, w1, w2)`` (float64; perspective-correct when ``perspective``, w.r.t. the
     face's original vertex order) of face ``f`` of image ``b`` at the centre of pixel ``(r, c)``."""
-    x0 = fixed[b, f, 0]
-    y0 = fixed[b, f, 1]
-    x1 = fixed[b, f, 2]
-    y1 = fixed[b, f, 3]
-    x2 = fixed[b, f, 4]
-    y2 = fixed[b, f, 5]
+    x0, y0, x1, y1, x2, y2 = _corners(fixed, b, f)
     px = c * SUB + HALF
     py = r * SUB + HALF
     scale = inv_area[b, f]
