@@ -16,6 +16,7 @@ import argparse
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -56,15 +57,15 @@ def main() -> None:
         n = int(seconds * 16000)
         wav = base.repeat(n // len(base) + 1)[:n]
         with torch.inference_mode():
-            t_post, feats = best_of(lambda: model.features(wav[None]), args.repeats)
-            t_cls, _ = best_of(lambda: generator.logits(feats), args.repeats)
-            t_seg, segs = best_of(lambda: generator.segments(feats), args.repeats)
+            t_post, feats = best_of(partial(model.features, wav[None]), args.repeats)
+            t_cls, _ = best_of(partial(generator.logits, feats), args.repeats)
+            t_seg, segs = best_of(partial(generator.segments, feats), args.repeats)
             t_seg -= t_cls  # segments() runs the classifier too
             frames = model.require_assets().num_frames(n)
-            t_art, motion = best_of(lambda: generator.articulate(segs[0], frames, model.fps), args.repeats)
+            t_art, motion = best_of(partial(generator.articulate, segs[0], frames, model.fps), args.repeats)
             template = model.require_assets().template(None)[None]
-            t_face, _ = best_of(lambda: model.to_offsets(motion.float()[None], template), args.repeats)
-            t_all, _ = best_of(lambda: model.generate(wav), args.repeats)
+            t_face, _ = best_of(partial(model.to_offsets, motion.float()[None], template), args.repeats)
+            t_all, _ = best_of(partial(model.generate, wav), args.repeats)
         print(f"{seconds:5.0f}s {t_post:11.3f} {t_cls:11.3f} {t_seg:7.3f} {t_art:11.3f} {t_face:6.3f} "
               f"{t_all:9.3f} {t_all / t_post:12.2f}x {t_all / seconds:8.3f}")  # fmt: skip
     print("goal: generate <= 0.1 s per second of audio on 2 threads")

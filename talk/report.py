@@ -217,7 +217,7 @@ def format_real_speech(sections: dict[str, dict[str, Any]]) -> str:
         pooled = section.get("pooled", {})
         closure = pooled.get("bilabial_closure_rate")
         cells = []
-        for name, key in REAL_SPEECH_COLUMNS:
+        for _name, key in REAL_SPEECH_COLUMNS:
             value = pooled.get(key)
             text = "" if value is None else f"{value:.2f}"
             if key == "bilabial_closure_rate" and value is not None:

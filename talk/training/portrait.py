@@ -24,7 +24,6 @@ every method and for the ground-truth frames (row ``ground_truth``).
 from __future__ import annotations
 
 import math
-
 from typing import Any
 
 import lightning as L

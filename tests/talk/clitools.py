@@ -125,7 +125,7 @@ def phonetic_overrides(root: Path, run: Path) -> list[str]:
         cuts = [0.0, *np.arange(0.1, duration - 0.1, 0.1), duration]
         labels = ["sil", *(("AA", "B", "M")[i % 3] for i in range(len(cuts) - 3)), "sil"]
         (phones / f"{wav.stem}.lab").write_text(
-            "".join(f"{a:.3f} {b:.3f} {p}\n" for a, b, p in zip(cuts, cuts[1:], labels))
+            "".join(f"{a:.3f} {b:.3f} {p}\n" for a, b, p in zip(cuts, cuts[1:], labels, strict=False))
         )
     return [*small_overrides(root, run), f"--model.init_args.phones_dir={phones}",
             f"--model.init_args.face_model.init_args.model_path={root / 'face_model.pkl'}"]  # fmt: skip

@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 
-
 from tests.talk.clitools import ROOT, talk
 
 SPEECH = ROOT / "assets" / "speech" / "arctic_a0009.wav"
