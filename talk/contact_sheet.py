@@ -77,7 +77,7 @@ def render_contact_sheet(
             "render_contact_sheet draws labels and writes PNG with Pillow: pip install pillow"
         ) from err
     from render.camera import fit_camera
-    from render.rasterizer import TorchRasterizer, to_uint8
+    from render.rasterizer import TorchRasterizer
 
     weights, labels = _poses(rig)
     with torch.no_grad():
@@ -87,7 +87,7 @@ def render_contact_sheet(
         full = size * supersample
         camera = fit_camera(region.reshape(-1, 3), image_size=(full, full), view=view, margin=1.1)
         albedo = None if colors is None else torch.as_tensor(np.asarray(colors), dtype=torch.float32)
-        tiles = to_uint8(TorchRasterizer().render(vertices, rig.faces.cpu(), camera, albedo))  # [1+K,H,W,3]
+        tiles = TorchRasterizer().render_uint8(vertices, rig.faces.cpu(), camera, albedo)  # [1+K,H,W,3]
 
     font_size = max(8, size // 12)
     try:
