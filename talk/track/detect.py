@@ -55,6 +55,14 @@ KEYPOINT_NAMES = (
 )
 
 
+def _as_tensor(images: Tensor | np.ndarray) -> Tensor:
+    """``torch.as_tensor`` of images, copying a read-only array (a photo from PIL, a memory-mapped video) on which
+    torch would print a two-line warning."""
+    if isinstance(images, np.ndarray) and not images.flags.writeable:
+        images = images.copy()
+    return torch.as_tensor(images)
+
+
 class NoFaceError(UserError, ValueError):
     """No face was detected in the image."""
 
@@ -176,7 +184,7 @@ class FaceDetector(nn.Module):
         Returns:
             The faces, best score first (possibly none).
         """
-        return self.detect_frames(torch.as_tensor(image)[None])[0]
+        return self.detect_frames(_as_tensor(image)[None])[0]
 
     def detect_frames(self, frames: Tensor | np.ndarray) -> list[FaceDetections]:
         """Detect the faces of N images of one size as one network batch (a video's frames).
@@ -187,7 +195,7 @@ class FaceDetector(nn.Module):
         Returns:
             Per frame, its faces, best score first (possibly none).
         """
-        frames = torch.as_tensor(frames)
+        frames = _as_tensor(frames)
         h, w = frames.shape[1:3]
         side = max(h, w)
         # Letterbox: the centred square of side max(H, W) (black outside the image) scaled to 128 x 128.
@@ -281,7 +289,7 @@ class FaceLandmarker(nn.Module):
         Returns:
             Points [N, 468, 3] and presence [N].
         """
-        image = torch.as_tensor(image)
+        image = _as_tensor(image)
         return self.landmarks_frames(image[None].expand(len(boxes), -1, -1, -1), boxes, keypoints)
 
     def landmarks_frames(
@@ -299,7 +307,7 @@ class FaceLandmarker(nn.Module):
         """
         if len(boxes) == 0:
             return LandmarkBatch(torch.zeros(0, NUM_LANDMARKS, 3), torch.zeros(0))
-        frames = torch.as_tensor(frames)
+        frames = _as_tensor(frames)
         matrices = self.regions(boxes, keypoints)
         # Replicated border: MediaPipe's default for the landmark crop (unlike the detector's black letterbox).
         x = torch.cat([crop(f, m[None], self.size, "border") for f, m in zip(frames, matrices, strict=True)])

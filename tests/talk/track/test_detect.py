@@ -114,6 +114,20 @@ def test_batched_landmarks_equal_one_at_a_time(grace):
 
 
 @requires_models
+def test_a_read_only_photo_is_read_without_a_warning(grace):
+    # np.asarray(PIL image) and memory-mapped frames are read-only; torch would print a two-line warning on them
+    import warnings
+
+    photo = grace.copy()
+    photo.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        faces = FaceDetector()(photo)
+        points = FaceLandmarker()(photo, faces.boxes, faces.keypoints).points
+    assert len(faces.scores) == 1 and points.shape == (1, 468, 3)
+
+
+@requires_models
 @pytest.mark.parametrize("kind", ["blank", "noise"])
 def test_no_face(kind):
     rng = np.random.default_rng(0)
