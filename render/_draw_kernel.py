@@ -31,8 +31,9 @@ def draw_bands(
     fixed, keys, inv_area, bbox, flags, offsets, items, band_order, band_height, perspective, faces, normals,
     colors, albedo, mode, light, ambient, specular, shininess, integer_exponent, orthographic, background, focal, cx, cy, out,
 ):  # pragma: no cover
-    """Fill ``out`` ``[B,H,W,3]`` uint8: the arguments are those of :func:`render._raster_kernel.raster_bands`
-    (its outputs excepted) and of :func:`render._shade_kernel.shade_pixels` (the fragments excepted)."""
+    """Fill ``out`` ``[B,H,W,3]`` uint8: the arguments mean what they mean to :func:`render._raster_kernel.raster_bands`
+    (its outputs excepted) and to :func:`render._shade_kernel.shade_pixels` (the fragments excepted), in this
+    order."""
     n_batch, height, width = out.shape[:3]
     n_bands = band_order.shape[0]
     empty = np.empty(3, np.uint8)  # composite_uint8 of alpha 0: the background itself

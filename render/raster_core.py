@@ -2,7 +2,8 @@
 
 :class:`render.rasterizer.TorchRasterizer` moves vertices to camera space, projects them and computes their
 normals in torch, then calls :func:`rasterize_arrays` and :func:`shade_arrays` here, which launch the numba kernels
-of :mod:`render._raster_kernel` and :mod:`render._shade_kernel`. This module imports neither torch nor, until a
+of :mod:`render._raster_kernel` and :mod:`render._shade_kernel`; for video frames alone, :func:`draw_uint8` does
+both and the quantisation in one pass (:mod:`render._draw_kernel`). This module imports neither torch nor, until a
 kernel first runs, numba: the render process of :mod:`render.worker` draws frames with it without paying for
 torch, and the parent process, which only projects, never pays numba's start-up.
 
@@ -131,6 +132,15 @@ class Shading:
         object.__setattr__(self, "light", tuple(float(x) for x in light / np.linalg.norm(light)))
         object.__setattr__(self, "background", tuple(float(x) for x in self.background))
 
+    @classmethod
+    def exactly(cls, fields: dict) -> Shading:
+        """The shading whose fields (``dataclasses.asdict``) are ``fields``, as they are: the light is not normalised
+        a second time, which could move it by a rounding step (how :mod:`render.worker` rebuilds its caller's)."""
+        shading = object.__new__(cls)
+        for name, value in fields.items():
+            object.__setattr__(shading, name, tuple(value) if isinstance(value, list) else value)
+        return shading
+
 
 @dataclass(frozen=True, eq=False)
 class Projected:
@@ -160,7 +170,7 @@ class RasterArrays:
     face_ids: np.ndarray  # [B,H,W] int64, -1 where empty
     bary: np.ndarray  # [B,H,W,3] float32 perspective-correct barycentrics
     depth: np.ndarray  # [B,H,W] float32, +inf where empty
-    flags: np.ndarray  # [B,F] int8: 1 front-facing, 0 back-facing, -1 dropped
+    flags: np.ndarray  # [B,F] int8: 1 drawn front-facing, 2 drawn back-facing, 0 skipped
 
 
 def _band_order(n_bands: int, n_threads: int) -> np.ndarray:

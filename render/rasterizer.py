@@ -202,7 +202,8 @@ class TorchRasterizer(MeshRenderer):
 
     def project(self, vertices: Tensor, faces: Tensor, camera: Camera) -> Projected:
         """The torch half of :meth:`render`: ``[B,V,3]`` world vertices moved to camera space and projected, and
-        their normals; the numpy half (:func:`render.raster_core.draw`) rasterizes and shades them."""
+        their normals; the numpy half (:func:`render.raster_core.draw`, or :func:`~render.raster_core.draw_uint8` for
+        video frames) rasterizes and shades them."""
         return self._project(*_check_mesh(vertices, faces), camera)
 
     def _project(self, vertices: Tensor, faces: Tensor, camera: Camera) -> Projected:
@@ -210,7 +211,7 @@ class TorchRasterizer(MeshRenderer):
         n_batch = max(vertices.shape[0], camera.batch_size)
         if camera.batch_size not in (1, n_batch) or vertices.shape[0] not in (1, n_batch):
             raise ValueError(
-                f"TorchRasterizer.render: vertex batch {vertices.shape[0]} and camera batch {camera.batch_size} "
+                f"TorchRasterizer: vertex batch {vertices.shape[0]} and camera batch {camera.batch_size} "
                 "must match or be 1."
             )
         points = camera.world_to_camera(vertices.detach().to("cpu", torch.float32))

@@ -18,7 +18,8 @@ audio goes through the same filters while the frames are encoded, which saves a 
 
 The finished file is flushed to disk and moved into place atomically (:mod:`talk.files`), so a crashed or
 aborted run never leaves a truncated ``path``. ffmpeg's stderr goes to a temporary file (not a pipe), so a long
-encode can never block on a full stderr pipe; on failure a one-line ``RuntimeError`` quotes its last line.
+encode can never block on a full stderr pipe; on failure a one-line :class:`VideoEncodeError` (a ``RuntimeError``
+and a user error that the CLI prints in one line) quotes its last line.
 """
 
 from __future__ import annotations
@@ -37,12 +38,18 @@ import numpy as np
 
 from render.ffmpeg_bin import ffmpeg_exe, last_line
 from render.probe import VideoInfo, probe_video
+from talk.errors import UserError
 from talk.files import commit_temp, temp_beside
 
 if TYPE_CHECKING:  # torch-free at run time: the render process of render.worker writes videos without torch
     from torch import Tensor
 
-__all__ = ["VideoWriter", "VideoInfo", "probe_video", "ffmpeg_exe"]
+__all__ = ["VideoWriter", "VideoEncodeError", "VideoInfo", "probe_video", "ffmpeg_exe"]
+
+
+class VideoEncodeError(UserError, RuntimeError):
+    """ffmpeg could not write the video (a full disk, an unwritable folder, audio it cannot read); the message is
+    one line ending with ffmpeg's own last line."""
 
 _X264_PRESETS = tuple("ultrafast superfast veryfast faster fast medium slow slower veryslow placebo".split())
 
@@ -185,7 +192,7 @@ class VideoWriter:
             self._proc.wait()
             message = f"ffmpeg failed while encoding {self.path}: {last_line(self._log)}"
             self.abort()
-            raise RuntimeError(message) from None
+            raise VideoEncodeError(message) from None
         self._n_frames += batch.shape[0]
 
     def extend(self, frames: Iterable[np.ndarray | Tensor]) -> None:
@@ -207,7 +214,7 @@ class VideoWriter:
         if self._proc.wait() != 0:
             message = f"ffmpeg failed while encoding {self.path}: {last_line(self._log)}"
             self.abort()
-            raise RuntimeError(message)
+            raise VideoEncodeError(message)
         if self.frames is not None and self._n_frames != self.frames:
             self.abort()
             raise ValueError(
@@ -220,7 +227,11 @@ class VideoWriter:
             except RuntimeError:
                 self.abort()
                 raise
-        commit_temp(self._tmp, self.path)
+        try:
+            commit_temp(self._tmp, self.path)
+        except OSError as exc:
+            self.abort()
+            raise VideoEncodeError(f"could not move the finished video into place at {self.path}: {exc}") from None
         self._tmp = None
         self._cleanup()
         return self.path
@@ -256,7 +267,7 @@ class VideoWriter:
             ).returncode
             if code != 0:
                 muxed.unlink(missing_ok=True)
-                raise RuntimeError(
+                raise VideoEncodeError(
                     f"ffmpeg failed to mux audio {self.audio} into {self.path}: {last_line(log)}"
                 )
         os.replace(muxed, self._tmp)

@@ -68,6 +68,7 @@ class RenderWorker:
     def __init__(self, process: subprocess.Popen, log: IO[bytes]) -> None:
         self._process = process
         self._log = log
+        self._closed = False
 
     @classmethod
     def start(cls) -> RenderWorker:
@@ -116,7 +117,9 @@ class RenderWorker:
         return WorkerVideo(self, settings, np.ascontiguousarray(faces, np.int64))
 
     def close(self) -> None:
-        """Ends the worker (an unfinished video is aborted and leaves nothing on disk)."""
+        """Ends the worker (an unfinished video is aborted and leaves nothing on disk). A video whose ``with`` block
+        raises ends its worker this way too; start another worker for the next video."""
+        self._closed = True
         if self._process.stdin and not self._process.stdin.closed:
             try:
                 self._process.stdin.close()
@@ -138,6 +141,11 @@ class RenderWorker:
         self.close()
 
     def _send(self, tag: bytes, *payload: bytes) -> None:
+        if self._closed:
+            raise RenderProcessError(
+                "this render process was closed (a video of it failed, or close() was called); start another with "
+                "RenderWorker.start()."
+            )
         try:
             _send(self._process.stdin, tag, *payload)
         except (BrokenPipeError, ValueError):  # the worker ended: say why
@@ -210,7 +218,9 @@ class WorkerVideo:
         if self._opened is None:
             raise ValueError("WorkerVideo: no frame was written.")
         self.worker._send(b"DONE")
-        self.worker._answer()
+        drawn = int(self.worker._answer().split()[1])
+        if drawn != self.frames:  # the protocol lost frames: never expected, but never silent
+            raise RenderProcessError(f"the render process encoded {drawn} frames of the {self.frames} sent.")
 
 
 class _EndOfInput(Exception):
@@ -241,7 +251,7 @@ def _serve(stdin: BinaryIO, stdout: IO[bytes]) -> None:
             payload = _read_exactly(stdin, size)
             if tag == b"OPEN":
                 settings = json.loads(payload)
-                settings["shading"] = Shading(**settings["shading"])
+                settings["shading"] = Shading.exactly(settings["shading"])
                 writer = stack.enter_context(
                     VideoWriter(
                         settings["output"],

@@ -48,7 +48,7 @@ def animate(
         output: Output .mp4 (default: the audio file's name with .mp4, in the current folder).
         subject: Subject whose template and style drive the face (default: the subject named in the
             --ground-truth file's name, else the first training subject).
-        size: Frame width and height in pixels.
+        size: Frame height in pixels, and the width of each panel (one, or three with --ground-truth).
         view: Camera view.
         device: Torch device of the model.
         stream: Generate while the audio is fed in chunks and render each frame as soon as it is decided (token
@@ -112,9 +112,12 @@ def animate(
 
         from render import TorchRasterizer
         from talk.pipeline.animate import animate as animate_model
+        from talk.pipeline.animate import check_size
         from talk.pipeline.load import from_checkpoint
 
-        # every path is checked before the model is loaded, so a mistake costs nothing and never half-writes outputs
+        # every path is checked before the model is loaded, so a mistake costs no model loading and never
+        # half-writes outputs
+        check_size(size)
         _check_paths(Path(audio), Path(output), export_meshes, ground_truth, overwrite, export_blendshapes)
         model = from_checkpoint(checkpoint, device)
         if seed is not None:

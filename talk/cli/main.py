@@ -212,16 +212,19 @@ def _leading_as_list(argv: list[str], name: str) -> list[str]:
 def run() -> None:
     """The ``talk`` console script (and ``python -m talk.cli.main``): :func:`main` on ``sys.argv``.
 
-    After a command of :data:`QUICK_EXIT` succeeds, the process ends with ``os._exit`` once the ``atexit`` handlers
-    have run and the standard streams are flushed: the interpreter's teardown (finalising torch's thousands of
+    After a command of :data:`QUICK_EXIT` succeeds, and no thread other than daemons is left, the process ends with
+    ``os._exit`` once the ``atexit`` handlers have run and the standard streams are flushed: the interpreter's teardown (finalising torch's thousands of
     modules and objects) would add about 0.5-0.7 s to a `talk animate` that takes 3-4 s, and has nothing left to
     do. Errors, and the commands that train or write logs (Lightning, wandb), exit the usual way.
     """
     main()
     if len(sys.argv) > 1 and sys.argv[1] in QUICK_EXIT:
         import atexit
+        import threading
 
-        atexit._run_exitfuncs()  # what interpreter exit runs first (logging's flush, ...)
+        if any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+            return  # a thread would have to be waited for (thread pools too): the interpreter's own exit does that
+        atexit._run_exitfuncs()  # logging's flush and every handler registered with atexit
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)

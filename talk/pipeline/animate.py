@@ -72,13 +72,19 @@ def check_output(output: str | Path, suffix: str = ".mp4") -> Path:
     return output
 
 
+def check_size(size: int) -> None:
+    """The frame size must be even (H.264's 4:2:0) and at least 16 pixels (one-line error)."""
+    if size < 16 or size % 2:
+        raise UserError(f"--size {size} must be an even number of pixels, at least 16.")
+
+
 class Framing:
     """The camera ``render.fit_camera`` gives a whole sequence, computed from its pieces in bounded memory.
 
     ``fit_camera`` depends on a sequence through few of its points: the bounds in camera axes, and for the
     distance the points that maximise ``z + a * |x - cx|`` or ``z + b * |y - cy|`` (a, b from the margin and field
-    of view), i.e. one of four linear forms. Each piece keeps only the points within 10 micrometres (relative to
-    the form's size) of a maximum of one of those ten forms, merged with those kept so far, so that the candidates
+    of view), i.e. one of four linear forms: with the six signed axes (the bounds), ten forms in all. Each piece
+    keeps only the points within 10 micrometres (relative to the form's size) of a maximum of one of those ten forms, merged with those kept so far, so that the candidates
     stay a handful whatever the length; ``fit_camera`` on them equals ``fit_camera`` on every frame.
 
     Args:
@@ -258,8 +264,7 @@ def animate(
     from render import TorchRasterizer, VideoWriter, fit_camera
 
     start = time.perf_counter()
-    if size < 16 or size % 2:
-        raise UserError(f"size {size} must be an even number of pixels, at least 16.")
+    check_size(size)
     output = check_output(output)
     arkit = None
     if export_blendshapes is not None:
@@ -345,13 +350,14 @@ def animate(
                 piece = piece.cpu()
                 if remote:  # projected in one batch, drawn one frame at a time by the worker
                     writer.write(renderer.project(piece, faces, camera))
-                for i in range(0 if remote else piece.shape[0]):
-                    frame = piece[i : i + 1]
-                    if comparer is not None:
-                        truth = ground_truth[min(t + i, ground_truth.shape[0] - 1)][None]
-                        writer.write(comparer.compare(frame, truth, faces, camera, caption=subject or ""))
-                    else:
-                        writer.write(renderer.render_uint8(frame, faces, camera))
+                else:
+                    for i in range(piece.shape[0]):
+                        frame = piece[i : i + 1]
+                        if comparer is not None:
+                            truth = ground_truth[min(t + i, ground_truth.shape[0] - 1)][None]
+                            writer.write(comparer.compare(frame, truth, faces, camera, caption=subject or ""))
+                        else:
+                            writer.write(renderer.render_uint8(frame, faces, camera))
                 if meshes is not None:
                     meshes.write(piece)
                 if ground_truth is not None and t < ground_truth.shape[0]:

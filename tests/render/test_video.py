@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from render.video import VideoWriter, probe_video
+from render.video import VideoEncodeError, VideoWriter, probe_video
+from talk.errors import UserError
 
 
 def _sine(path: Path, seconds: float, sample_rate: int = 16000) -> Path:
@@ -82,8 +83,9 @@ def test_ffmpeg_failure_gives_one_line_error_and_no_output(tmp_path):
     bogus.write_bytes(b"this is not a wav file" * 50)
     writer = VideoWriter(tmp_path / "bad.mp4", fps=25, audio=bogus)
     writer.write(np.stack([_frame(i) for i in range(5)]))
-    with pytest.raises(RuntimeError) as err:
+    with pytest.raises(VideoEncodeError) as err:  # a RuntimeError, and a user error the CLI prints in one line
         writer.close()
+    assert isinstance(err.value, RuntimeError) and isinstance(err.value, UserError)
     message = str(err.value)
     assert "\n" not in message and "ffmpeg" in message and "not_audio.wav" in message
     assert "Invalid data" in message  # ffmpeg's own last stderr line

@@ -42,7 +42,8 @@ def test_the_render_process_writes_the_video_this_process_would(tmp_path):
     with RenderWorker.start() as worker:
         remote = worker.video(tmp_path / "remote.mp4", 25, faces.numpy(), renderer.settings, audio, frames=6)
         with remote as video:
-            for frame in motion:
+            video.write(renderer.project(motion[:2], faces, camera))  # a batch is drawn a frame at a time
+            for frame in motion[2:]:
                 video.write(renderer.project(frame[None], faces, camera))
         assert video.frames == 6
         # a video left by an exception is aborted: no file, no hidden temporary file beside it
@@ -52,6 +53,11 @@ def test_the_render_process_writes_the_video_this_process_would(tmp_path):
         ):
             v.write(renderer.project(motion[:1], faces, camera))
             raise KeyError("stop")
+        # ... and it ended the worker: another video says so in one line
+        with pytest.raises(RenderProcessError, match="start another"):
+            worker.video(tmp_path / "next.mp4", 25, faces.numpy(), renderer.settings).write(
+                renderer.project(motion[:1], faces, camera)
+            )
     assert (tmp_path / "remote.mp4").read_bytes() == (tmp_path / "local.mp4").read_bytes()
     assert _frames(tmp_path / "remote.mp4").size == 6 * 48 * 64 * 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "local.mp4", "remote.mp4"]

@@ -60,3 +60,14 @@ def test_animate_from_a_fresh_process_writes_the_whole_video_and_nothing_else(tm
         "speech.mp4",
         "speech.wav",
     ]  # no temporary file left
+
+
+def test_run_waits_for_a_non_daemon_thread_instead_of_killing_it():
+    snippet = (
+        "import sys, threading, time\nimport talk.cli.main as cli\n"
+        "def late():\n    time.sleep(0.3)\n    print('thread done', flush=True)\n"
+        "cli.main = lambda: threading.Thread(target=late).start()\n"
+        "sys.argv = ['talk', 'animate']\ncli.run()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", snippet], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.splitlines() == ["thread done"], proc.stderr
