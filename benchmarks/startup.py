@@ -13,7 +13,9 @@ they do for a user running the command twice. Rows:
   checkpoint, by the full run): an inference command should load none of them;
 * with CHECKPOINT: a full ``talk animate`` of a synthesised 3 s, 16 kHz wav at 512x512 on the CPU, as it runs
   by default (frames drawn and encoded by a render process started before torch is imported: ``render.worker``)
-  and, as the baseline, with ``--render-process false`` (everything in one process).
+  and, as the baseline, with ``--render-process false`` (everything in one process); then where one such run's
+  time goes: torch and talk imported, checkpoint loaded, motion generated, first and last frames sent to the render
+  process, video written, process ended.
 
 A row whose command fails prints its last line of error output instead of a figure.
 """
@@ -51,6 +53,38 @@ CLI_MODULES = (
     "try:\n    main()\nexcept SystemExit as e:\n"
     "    if e.code not in (None, 0):\n        raise\n"
 )
+
+
+# `talk animate` through the console script's `run`, with time stamps at each stage, printed by an atexit handler
+# (which `run` calls before its quick exit): where one full run's time goes.
+PHASES = """
+import atexit, sys, time
+T0 = time.perf_counter()
+marks = []
+def mark(name):
+    marks.append((name, time.perf_counter() - T0))
+atexit.register(lambda: print('{marker}', ';'.join(f'{{n}}={{t:.3f}}' for n, t in marks), flush=True))
+import talk.cli.main as cli
+import talk.pipeline.load as load
+from render.worker import WorkerVideo
+def loaded(*a, _load=load.from_checkpoint, **k):
+    mark('torch and talk imported'); model = _load(*a, **k); mark('checkpoint loaded')
+    pieces = model.generate_pieces
+    def timed(*a, **k):
+        yield from pieces(*a, **k)
+        mark('motion generated')
+    model.generate_pieces = timed
+    return model
+load.from_checkpoint = loaded
+def write(self, projected, _write=WorkerVideo.write):
+    if not self.frames: mark('first frames sent')
+    _write(self, projected)
+def finish(self, *exc, _exit=WorkerVideo.__exit__):
+    mark('last frames sent'); _exit(self, *exc); mark('video written')
+WorkerVideo.write, WorkerVideo.__exit__ = write, finish
+sys.argv = ['talk', *{argv!r}]
+cli.run()
+"""
 
 
 class Failed(Exception):
@@ -157,6 +191,16 @@ def main() -> None:
             args.repeats,
             ["-m", "talk.cli.main", *argv, "--render-process", "false"],
         )
+        print("--- where one full run's time goes (seconds since the process started Python code)")
+        try:
+            wall, out = run(["-c", PHASES.format(marker=MARKER, argv=argv)])
+        except (Failed, subprocess.TimeoutExpired, OSError) as err:
+            print(f"failed: {err}")
+            return
+        for item in marked(out).split(";"):
+            name, seconds = item.split("=")
+            print(f"{name:28s} {float(seconds):6.2f} s")
+        print(f"{'process ended (wall time)':28s} {wall:6.2f} s")
 
 
 if __name__ == "__main__":
