@@ -32,7 +32,6 @@ __all__ = [
     "draw_uint8",
     "composite",
     "warm_up",
-    "warm_up_frames",
 ]
 
 ZNEAR = 1e-4  # metres; faces closer than this to the camera plane are dropped
@@ -335,23 +334,11 @@ def composite(image: np.ndarray, background: tuple[float, float, float]) -> np.n
     return out
 
 
-def _triangle() -> tuple[Projected, np.ndarray]:
-    """A one-triangle 8x8 frame and its faces: what the warm-ups draw."""
+def warm_up() -> None:
+    """Draws a one-triangle frame with :func:`draw_uint8`, so that numba has loaded its kernel (from its cache, or
+    compiled it) before the first real frame: about a second in a cold process, most of it numba's own start-up
+    (what the render process of :mod:`render.worker` does while its caller imports torch)."""
     normals = np.tile(np.array([0.0, 0.0, 1.0], np.float32), (1, 3, 1))
     uvz = np.array([[[1.0, 1.0, 1.0], [6.0, 1.0, 1.0], [1.0, 6.0, 1.0]]])
-    return Projected(uvz, normals, np.ones(1), (4.0, 4.0), (8, 8), False), np.array([[0, 1, 2]], np.int64)
-
-
-def warm_up() -> None:
-    """Runs every kernel once on a one-triangle frame, so that numba has loaded them (from its cache, or compiled
-    them) before the first real frame: about a second on a cold process, most of it numba's own start-up."""
-    frame, faces = _triangle()
-    for colors in (None, np.full((1, 3, 3), 0.5, np.float32)):
-        image, _ = draw(frame, faces, Shading(), colors)
-        draw_uint8(frame, faces, Shading(), colors)
-    composite(image, (1.0, 1.0, 1.0))
-
-
-def warm_up_frames() -> None:
-    """:func:`warm_up` of :func:`draw_uint8` alone (a render process draws only frames)."""
-    draw_uint8(*_triangle(), Shading())
+    frame = Projected(uvz, normals, np.ones(1), (4.0, 4.0), (8, 8), False)
+    draw_uint8(frame, np.array([[0, 1, 2]], np.int64), Shading())

@@ -3,7 +3,7 @@
 Why: a command-line run of ``talk animate`` pays two start-ups one after the other, torch's import (2-3.5 s on a
 small machine) and numba's (about 1.2 s to load the cached kernels: numba builds its type registries and imports
 scipy.linalg). :meth:`RenderWorker.start` launches ``python -m render.worker`` before the caller imports torch;
-the worker loads and warms its kernel (:func:`render.raster_core.warm_up_frames`) on another core while the caller
+the worker loads and warms its kernel (:func:`render.raster_core.warm_up`) on another core while the caller
 imports torch, loads the model and generates. The caller then projects each frame in torch
 (:meth:`render.rasterizer.TorchRasterizer.project`, a fraction of a millisecond) and sends the projected vertices
 and normals; the worker draws them with :func:`render.raster_core.draw_uint8`, as
@@ -240,10 +240,10 @@ def _serve(stdin: BinaryIO, stdout: IO[bytes]) -> None:
 
     import numpy as np
 
-    from render.raster_core import Projected, Shading, draw_uint8, warm_up_frames
+    from render.raster_core import Projected, Shading, draw_uint8, warm_up
     from render.video import VideoWriter
 
-    warm_up_frames()
+    warm_up()
     with ExitStack() as stack:
         writer, settings, faces = None, {}, None
         while True:

@@ -285,7 +285,7 @@ def fit_photo(photo: str | Path, size: int, assets: Any) -> tuple[PortraitFit, A
     if not path.is_file():
         raise UserError(f"--portrait {path} not found; name a photo (.jpg, .png) with one face.")
     try:
-        image = np.array(Image.open(path).convert("RGB"))  # writable: torch warns on a read-only array
+        image = np.asarray(Image.open(path).convert("RGB"))
         image = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]  # H.264 needs even sides
     except OSError as exc:
         raise UserError(f"--portrait {path} is not an image Pillow reads ({exc}).") from None

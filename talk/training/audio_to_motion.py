@@ -141,30 +141,20 @@ class AudioToMotionModule(MotionSpace, TalkModule):
         self.scheduler = scheduler
         self.val_generate_every = val_generate_every
         if from_configs and tokenizer_config is not None:
-            hp = self.hparams
-            self.pipeline_config = {
-                "class_path": "talk.pipeline.model.AudioToMotion",
+            generator = {
+                "class_path": "talk.pipeline.generators.TokenGenerator",
                 "init_args": {
-                    "audio_encoder": hp["audio_encoder"],
-                    "generator": {
-                        "class_path": "talk.pipeline.generators.TokenGenerator",
-                        "init_args": {
-                            "lm": bind(hp["lm"], *lm_args, num_styles=num_styles),
-                            "tokenizer": bind(tokenizer_config, dim),
-                            "decode_codebooks": decode_codebooks,
-                            "decode_latent": decode_latent,
-                        },
-                    },
-                    "face_model": face_model_config,
-                    "num_styles": num_styles,
-                    "fps": float(fps),
-                    "sampling": dataclasses.asdict(sampling),
-                    "test_condition": test_condition,
-                    "encoder_window_seconds": encoder_window_seconds,
-                    "encoder_context_seconds": encoder_context_seconds,
+                    "lm": bind(self.hparams["lm"], *lm_args, num_styles=num_styles),
+                    "tokenizer": bind(tokenizer_config, dim),
+                    "decode_codebooks": decode_codebooks,
+                    "decode_latent": decode_latent,
                 },
             }
-            self.model.config = self.pipeline_config
+            self.record_pipeline(
+                generator, face_model=face_model_config, num_styles=num_styles, fps=float(fps),
+                sampling=dataclasses.asdict(sampling), test_condition=test_condition,
+                encoder_window_seconds=encoder_window_seconds, encoder_context_seconds=encoder_context_seconds,
+            )  # fmt: skip
 
     @property
     def generator(self) -> TokenGenerator:

@@ -68,6 +68,16 @@ class TalkModule(L.LightningModule):
         self._test_metrics: dict[str, VertexMetrics] = {}
         self._rng_restored = False
 
+    def record_pipeline(self, generator: dict, **init_args: Any) -> None:
+        """Sets ``self.pipeline_config`` (and ``self.model.config``): the AudioToMotion config of this module's
+        ``audio_encoder`` hyperparameter, ``generator`` (a ``{class_path, init_args}`` config) and ``init_args``,
+        in that order."""
+        self.pipeline_config = {
+            "class_path": "talk.pipeline.model.AudioToMotion",
+            "init_args": {"audio_encoder": self.hparams["audio_encoder"], "generator": generator, **init_args},
+        }
+        self.model.config = self.pipeline_config
+
     def save_config(self, modules: list[str]) -> bool:
         """Saves constructor arguments as hyperparameters so a checkpoint rebuilds its own model.
 

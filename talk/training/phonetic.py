@@ -128,27 +128,18 @@ class PhoneticModule(TalkModule):
             weights[phones.index(p)] = closure_weight
         self.register_buffer("class_weights", weights, persistent=False)
         if from_configs:
-            self.pipeline_config = {
-                "class_path": "talk.pipeline.model.AudioToMotion",
-                "init_args": {
-                    "audio_encoder": self.hparams["audio_encoder"],
-                    "generator": {
-                        "class_path": "talk.pipeline.phonetic.PhoneticGenerator",
-                        "init_args": {
-                            "classifier": {
-                                "class_path": "talk.pipeline.phonetic.PhoneClassifier",
-                                "init_args": {"num_phones": len(phones), **classifier_args},
-                            },
-                            **generator_args,
-                        },
-                    },
-                    "face_model": self.hparams["face_model"],
-                    "num_styles": num_styles,
-                    "fps": float(fps),
-                    "test_condition": test_condition,
-                },
+            classifier = {
+                "class_path": "talk.pipeline.phonetic.PhoneClassifier",
+                "init_args": {"num_phones": len(phones), **classifier_args},
             }
-            self.model.config = self.pipeline_config
+            generator = {
+                "class_path": "talk.pipeline.phonetic.PhoneticGenerator",
+                "init_args": {"classifier": classifier, **generator_args},
+            }
+            self.record_pipeline(
+                generator, face_model=self.hparams["face_model"], num_styles=num_styles, fps=float(fps),
+                test_condition=test_condition,
+            )  # fmt: skip
 
     @property
     def generator(self) -> PhoneticGenerator:

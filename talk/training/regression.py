@@ -102,27 +102,19 @@ class RegressionModule(TalkModule):
         self.velocity_weight = velocity_weight
         self.basis_frames = basis_frames
         if from_configs:
-            self.pipeline_config = {
-                "class_path": "talk.pipeline.model.AudioToMotion",
+            generator = {
+                "class_path": "talk.pipeline.generators.RegressionGenerator",
                 "init_args": {
-                    "audio_encoder": self.hparams["audio_encoder"],
-                    "generator": {
-                        "class_path": "talk.pipeline.generators.RegressionGenerator",
-                        "init_args": {
-                            "regressor": bind(self.hparams["generator"], *regressor_args),
-                            "motion_dim": motion_dim,
-                            "basis_components": basis_components,
-                            "offset_scale": offset_scale,
-                        },
-                    },
-                    "num_styles": num_styles,
-                    "fps": float(fps),
-                    "test_condition": test_condition,
-                    "encoder_window_seconds": encoder_window_seconds,
-                    "encoder_context_seconds": encoder_context_seconds,
+                    "regressor": bind(self.hparams["generator"], *regressor_args),
+                    "motion_dim": motion_dim,
+                    "basis_components": basis_components,
+                    "offset_scale": offset_scale,
                 },
             }
-            self.model.config = self.pipeline_config
+            self.record_pipeline(
+                generator, num_styles=num_styles, fps=float(fps), test_condition=test_condition,
+                encoder_window_seconds=encoder_window_seconds, encoder_context_seconds=encoder_context_seconds,
+            )  # fmt: skip
 
     @property
     def regression(self) -> RegressionGenerator:
